@@ -1,0 +1,1 @@
+"""The Emporium service kit: everything a service needs except its domain."""
