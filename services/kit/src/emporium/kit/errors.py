@@ -1,0 +1,97 @@
+"""Errors that handlers raise and that the edges map to gRPC or HTTP status.
+
+Domain code raises these plain exceptions; the gRPC server interceptor turns
+them into a status with details, the gateway into an HTTP status with a JSON
+body, and the client turns a downstream's status back into the same classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class ServiceError(Exception):
+    """Base of the errors that have a defined status."""
+
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: int = 500
+    #: Business errors mean the request was understood and refused; they never
+    #: count as a failure of the callee (breakers ignore them).
+    business: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 400
+    business = True
+
+    def __init__(
+        self, violations: list[FieldViolation] | dict[str, str], message: str = ""
+    ) -> None:
+        if isinstance(violations, dict):
+            violations = [FieldViolation(f, d) for f, d in violations.items()]
+        self.violations = violations
+        summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(message or f"invalid request: {summary}")
+
+
+class NotFound(ServiceError):
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+    business = True
+
+
+class FailedPrecondition(ServiceError):
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 409
+    business = True
+
+
+class AlreadyExists(ServiceError):
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    http_status = 409
+    business = True
+
+
+class Unavailable(ServiceError):
+    """A dependency cannot be reached (down, breaker open, or too slow)."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+
+    def __init__(self, message: str, dependency: str = "") -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+
+class DeadlineExceeded(ServiceError):
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
+
+    def __init__(self, message: str, dependency: str = "") -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+
+#: Status codes that say "the callee refused this request", not "the callee failed".
+BUSINESS_CODES = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
