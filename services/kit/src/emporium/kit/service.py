@@ -1,0 +1,211 @@
+"""The runtime every service is built on: one composition root, one drain order.
+
+A service's ``main`` builds its settings, pools, clients and handlers, hands
+them to a :class:`Service` and calls :func:`run`::
+
+    def main() -> None:
+        settings = load_settings(CatalogSettings)
+        run_cli("catalog", serve=lambda: serve(settings), commands={"migrate": ...})
+
+    async def serve(settings: CatalogSettings) -> None:
+        service = Service("catalog", settings)
+        pool = await create_pool(settings)
+        service.health.add_check("postgres", database_check(pool), critical=True)
+        service.add_grpc_service(add_CatalogServiceServicer_to_server, servicer, SERVICE_NAME)
+        service.add_component("order-status-consumer", consumer)
+        service.on_shutdown(pool.close)
+        await service.run()
+
+On SIGTERM (or SIGINT) the service drains in this order: report unready
+(``/readyz`` 503, gRPC health NOT_SERVING), stop accepting HTTP and gRPC work
+while in-flight requests finish within the grace period, stop the background
+components (consumers finish their message and commit offsets, the relay
+finishes its batch), run the shutdown callbacks (pools, producers), flush
+telemetry, and stop the admin server last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import grpc
+from starlette.types import ASGIApp
+
+from emporium.kit.admin import EmbeddedServer, LoopHeartbeat, build_admin_app, http_server
+from emporium.kit.config import ServiceSettings
+from emporium.kit.grpc import build_server, set_serving
+from emporium.kit.health import HealthRegistry
+from emporium.kit.logging import configure_logging
+from emporium.kit.telemetry import configure_tracing
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """A long-running part of a service: a Kafka consumer, the outbox relay..."""
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Service:
+    def __init__(self, name: str, settings: ServiceSettings) -> None:
+        self.name = name
+        self.settings = settings
+        configure_logging(name, settings.log_level, settings.environment)
+        self.tracer_provider = configure_tracing(
+            settings.otel_service_name or name,
+            settings.environment,
+            exporter=settings.otel_traces_exporter,
+            endpoint=settings.otel_exporter_otlp_endpoint,
+        )
+        self.health = HealthRegistry(interval_seconds=settings.health_check_interval_seconds)
+        self._grpc_services: list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]] = []
+        self._http_apps: list[tuple[ASGIApp, int]] = []
+        self._components: list[tuple[str, Component]] = []
+        self._shutdown_callbacks: list[Callable[[], Awaitable[Any]]] = []
+        self._stop = asyncio.Event()
+
+    def add_grpc_service(
+        self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str
+    ) -> None:
+        """Registers a servicer; ``name`` is its full name for health and reflection."""
+        self._grpc_services.append((add_to_server, servicer, name))
+
+    def add_http_app(self, app: ASGIApp, port: int) -> None:
+        self._http_apps.append((app, port))
+
+    def add_component(self, name: str, component: Component) -> None:
+        self._components.append((name, component))
+
+    def on_shutdown(self, callback: Callable[[], Awaitable[Any]]) -> None:
+        """Runs after servers and components stopped, in reverse order of registration."""
+        self._shutdown_callbacks.append(callback)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+        heartbeat = LoopHeartbeat()
+        admin = http_server(
+            build_admin_app(self.name, self.health, heartbeat),
+            settings.bind_host,
+            settings.admin_port,
+        )
+        background: list[asyncio.Task[None]] = [
+            asyncio.create_task(heartbeat.run(), name="loop-heartbeat"),
+            asyncio.create_task(admin.serve(), name="admin-server"),
+        ]
+        grpc_server, health_servicer = build_server(
+            host=settings.bind_host,
+            port=settings.grpc_port,
+            servicers=[(add, servicer) for add, servicer, _ in self._grpc_services],
+            service_names=[name for _, _, name in self._grpc_services],
+        )
+        service_names = [name for _, _, name in self._grpc_services]
+        self.health.on_readiness_change(
+            lambda ready: set_serving(health_servicer, service_names, ready)
+        )
+        await grpc_server.start()
+        http_servers: list[EmbeddedServer] = []
+        for app, port in self._http_apps:
+            server = http_server(app, settings.bind_host, port)
+            http_servers.append(server)
+            background.append(asyncio.create_task(server.serve(), name=f"http-{port}"))
+        background.append(asyncio.create_task(self.health.run(), name="health-checks"))
+        component_tasks = {
+            name: asyncio.create_task(self._supervise(name, component), name=name)
+            for name, component in self._components
+        }
+        log.info(
+            "service started",
+            extra={
+                "grpc_port": settings.grpc_port,
+                "admin_port": settings.admin_port,
+                "http_ports": [port for _, port in self._http_apps],
+                "components": list(component_tasks),
+            },
+        )
+
+        await self._stop.wait()
+        started = time.monotonic()
+        grace = settings.shutdown_grace_seconds
+        log.info("draining", extra={"grace_seconds": grace})
+        self.health.start_draining()
+        for server in http_servers:
+            server.should_exit = True
+        # Requests already running may finish within the grace period; new ones are refused.
+        await grpc_server.stop(grace * 0.6)
+        remaining = max(1.0, grace - (time.monotonic() - started))
+        await self._stop_components(component_tasks, remaining)
+        for callback in reversed(self._shutdown_callbacks):
+            try:
+                await callback()
+            except Exception:
+                log.exception("shutdown callback failed")
+        self.tracer_provider.force_flush(timeout_millis=2000)
+        self.tracer_provider.shutdown()
+        admin.should_exit = True
+        await asyncio.sleep(0.1)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        log.info("stopped", extra={"drain_seconds": round(time.monotonic() - started, 3)})
+
+    async def _supervise(self, name: str, component: Component) -> None:
+        """Runs a component and restarts it after an unexpected crash."""
+        while not self._stop.is_set():
+            try:
+                await component.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("component crashed; restarting in 1s", extra={"component": name})
+                await asyncio.sleep(1)
+
+    async def _stop_components(self, tasks: dict[str, asyncio.Task[None]], budget: float) -> None:
+        components = dict(self._components)
+
+        async def stop_one(name: str) -> None:
+            try:
+                await components[name].stop()
+                await asyncio.wait_for(asyncio.shield(tasks[name]), budget)
+            except TimeoutError:
+                log.error("component did not stop in time", extra={"component": name})
+                tasks[name].cancel()
+            except Exception:
+                log.exception("component failed while stopping", extra={"component": name})
+
+        await asyncio.gather(*(stop_one(name) for name in tasks))
+
+
+def run_cli(
+    name: str,
+    serve: Callable[[], Awaitable[None]],
+    commands: dict[str, Callable[[], Awaitable[Any]]] | None = None,
+) -> None:
+    """Entry point of a service's console script: no argument serves, else runs a command."""
+    commands = commands or {}
+    args = sys.argv[1:]
+    if not args:
+        asyncio.run(serve())
+        return
+    command = commands.get(args[0])
+    if command is None or len(args) > 1:
+        usage = " | ".join(["(no argument: serve)", *commands])
+        print(f"usage: emporium-{name} [{usage}]", file=sys.stderr)
+        raise SystemExit(2)
+    asyncio.run(command())
