@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the two Helm majors the chart is tested with, from source through
+# the Go module proxy, as .cache/bin/helm3 and .cache/bin/helm4. Idempotent:
+# a binary that already reports the pinned version is kept.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=versions.env
+source "$root/scripts/versions.env"
+bin="$root/.cache/bin"
+mkdir -p "$bin"
+
+install_helm() {
+  local major=$1 version=$2 target="$bin/helm$1"
+  if [[ -x "$target" ]] && "$target" version --template '{{.Version}}' 2>/dev/null | grep -qx "$version"; then
+    return 0
+  fi
+  command -v go >/dev/null || { echo "install-helm: Go is required to build helm $version" >&2; exit 1; }
+  echo "install-helm: building helm $version (first run only; takes a few minutes)" >&2
+  local gobin
+  gobin=$(mktemp -d)
+  # -ldflags sets the version string that 'helm version' prints; the
+  # module path differs per major (helm.sh/helm/v3, helm.sh/helm/v4).
+  GOBIN="$gobin" GOFLAGS=-mod=mod go install \
+    -ldflags "-s -w -X helm.sh/helm/v${major}/internal/version.version=${version}" \
+    "helm.sh/helm/v${major}/cmd/helm@${version}"
+  mv "$gobin/helm" "$target"
+  rm -rf "$gobin"
+}
+
+install_helm 3 "$HELM3_VERSION"
+install_helm 4 "$HELM4_VERSION"
+echo "$bin/helm3 $("$bin/helm3" version --template '{{.Version}}')"
+echo "$bin/helm4 $("$bin/helm4" version --template '{{.Version}}')"
