@@ -1,0 +1,44 @@
+# Emporium developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PLATFORM := python3 scripts/platform.py
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: bootstrap
+bootstrap: ## Install uv and the locked Python workspace
+	@scripts/bootstrap.sh
+
+.PHONY: protos
+protos: bootstrap ## Regenerate Python code from protos/
+	@uv run --frozen scripts/protos.sh
+
+.PHONY: lint
+lint: bootstrap ## ruff, mypy, buf lint, buf breaking, generated-code drift
+	@scripts/lint.sh
+
+.PHONY: up
+up: bootstrap ## Start PostgreSQL, Kafka and every service; print the storefront URL
+	@$(PLATFORM) up
+
+.PHONY: down
+down: ## Stop everything `make up` started
+	@$(PLATFORM) down
+
+.PHONY: demo
+demo: bootstrap ## Bring the system up, run the customer journey, report (non-zero on failure)
+	@scripts/demo.sh
+
+.PHONY: test
+test: ## Install what is needed, start what is needed, run every test
+	@scripts/test.sh
+
+.PHONY: images
+images: ## Build every service image with podman or docker
+	@scripts/images.sh
+
+.PHONY: bench
+bench: bootstrap ## Run the benchmarks in bench/ and print their figures
+	@scripts/bench.sh

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Static checks: ruff (lint + format), mypy, buf lint and breaking changes,
+# and drift between protos/ and the generated code.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "ruff"
+uv run --frozen ruff check services tests scripts bench
+uv run --frozen ruff format --check services tests scripts bench
+
+step "mypy"
+uv run --frozen mypy services/kit/src services/catalog/src services/recommendations/src \
+  services/orders/src services/fraud/src services/gateway/src
+
+step "buf lint and breaking (FILE level, against ${BUF_AGAINST:=main})"
+scripts/install-buf.sh
+(cd protos && "$root/.cache/bin/buf" lint)
+if git rev-parse --verify --quiet "$BUF_AGAINST" >/dev/null; then
+  (cd protos && "$root/.cache/bin/buf" breaking --against "$root/.git#ref=$BUF_AGAINST,subdir=protos")
+  echo "no breaking change against $BUF_AGAINST"
+else
+  echo "no ref $BUF_AGAINST to compare against: breaking check skipped" >&2
+fi
+
+step "generated code"
+uv run --frozen scripts/protos.sh --check

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make test`: installs what is needed, starts what is needed, runs every test.
+# Each stage prints its duration; the first failing stage fails the run.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=$(date +%s)
+declare -a summary=()
+stage() {
+  local name=$1; shift
+  local t0=$(date +%s)
+  printf '\n======== %s ========\n' "$name"
+  if "$@"; then
+    summary+=("ok    $(( $(date +%s) - t0 ))s  $name")
+  else
+    local code=$?
+    summary+=("FAIL  $(( $(date +%s) - t0 ))s  $name (exit $code)")
+    report
+    exit "$code"
+  fi
+}
+report() {
+  printf '\n======== summary (%ss) ========\n' "$(( $(date +%s) - started ))"
+  printf '%s\n' "${summary[@]}"
+}
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+pytest_run() { uv run --frozen pytest "$@"; }
+
+stage "bootstrap" scripts/bootstrap.sh
+stage "lint" scripts/lint.sh
+stage "platform (PostgreSQL, Kafka)" python3 scripts/platform.py start
+stage "provision" python3 scripts/platform.py provision
+stage "kit and service tests (unit, integration)" pytest_run services tests/platform -q
+stage "end-to-end, browser and degradation tests" pytest_run tests/e2e -q
+stage "chart and images" scripts/test-chart.sh
+stage "infrastructure" scripts/test-infra.sh
+report
