@@ -1,0 +1,218 @@
+"""One test per row of docs/degradation.md.
+
+Each test breaks a dependency for real (stops the process or the server, or
+freezes it with SIGSTOP), asserts what the user sees through the gateway and
+what operators see on the admin endpoints, then restores the system.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .conftest import System, platform, wait_until
+
+pytestmark = pytest.mark.e2e
+
+PRODUCT_PAGE_BUDGET_S = 1.0
+
+
+def breaker_state(system: System, downstream: str) -> str:
+    breakers = system.healthz("gateway").get("breakers", {})
+    entry = breakers.get(downstream, {})
+    state: str = entry.get("state", "") if isinstance(entry, dict) else str(entry)
+    return state
+
+
+@pytest.fixture
+def restore(system: System) -> Iterator[list[str]]:
+    """Commands to run after the test, whatever happened, to bring everything back."""
+    commands: list[str] = []
+    yield commands
+    for command in commands:
+        name, *args = command.split()
+        platform(name, *args)
+    system.wait_all_ready(timeout=90)
+
+
+def product_page(system: System, product_id: str) -> tuple[int, dict[str, Any], float]:
+    started = time.perf_counter()
+    response = system.http.get(f"/api/products/{product_id}")
+    elapsed = time.perf_counter() - started
+    return response.status_code, response.json(), elapsed
+
+
+def assert_page_without_recommendations(system: System, product_id: str, requests: int) -> float:
+    slowest = 0.0
+    for _ in range(requests):
+        status, page, elapsed = product_page(system, product_id)
+        assert status == 200, page
+        assert page["product"]["product_id"] == product_id
+        assert page["recommendations_available"] is False
+        assert page["recommendations"] == []
+        assert elapsed < PRODUCT_PAGE_BUDGET_S, f"page took {elapsed:.3f}s"
+        slowest = max(slowest, elapsed)
+    return slowest
+
+
+def test_recommendations_down(system: System, restore: list[str]) -> None:
+    product_id = system.products()[0]["product_id"]
+    platform("stop-service", "recommendations")
+    restore.append("start-service recommendations")
+
+    assert_page_without_recommendations(system, product_id, requests=8)
+
+    wait_until(lambda: breaker_state(system, "recommendations") == "open", 5, what="breaker open")
+    assert system.ready("gateway"), "recommendations are optional: the gateway stays ready"
+    # While open, calls fail fast: the page costs no network round trip to recommendations.
+    fastest = min(product_page(system, product_id)[2] for _ in range(5))
+    assert fastest < 0.25
+
+
+def test_recommendations_hung(system: System, restore: list[str]) -> None:
+    product_id = system.products()[0]["product_id"]
+    platform("freeze-service", "recommendations")
+    restore.append("thaw-service recommendations")
+
+    slowest = assert_page_without_recommendations(system, product_id, requests=8)
+
+    assert breaker_state(system, "recommendations") == "open"
+    assert system.ready("gateway")
+    print(f"slowest product page with recommendations hung: {slowest * 1000:.0f} ms")
+
+
+def test_catalog_down(system: System, restore: list[str]) -> None:
+    products = system.products()
+    product = products[-1]
+    customer = f"catalog-down-{uuid.uuid4().hex[:8]}"
+    platform("stop-service", "catalog")
+    restore.append("start-service catalog")
+
+    # The gateway's read cache may answer for a few seconds; then the page is a clear 503.
+    wait_until(
+        lambda: system.http.get(f"/api/products/{product['product_id']}").status_code == 503,
+        10,
+        what="product page 503",
+    )
+    page = system.http.get(f"/api/products/{product['product_id']}")
+    assert page.json()["error"]["code"] == "unavailable"
+    assert "catalog" in page.json()["error"]["message"]
+
+    response = system.checkout(customer, [{"product_id": product["product_id"], "quantity": 1}])
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "unavailable"
+    wait_until(lambda: not system.ready("gateway"), 5, what="gateway unready")
+
+    # Nothing half-written: no order for this customer, no outbox row, stock unchanged.
+    assert system.sql("orders", "SELECT 1 FROM orders WHERE customer_id = $1", customer) == []
+    platform("start-service", "catalog")
+    restore.clear()
+    system.wait_all_ready()
+    after = {p["product_id"]: p for p in system.products()}
+    assert after[product["product_id"]]["stock_available"] == product["stock_available"]
+
+
+def test_fraud_down(system: System, restore: list[str]) -> None:
+    product_id = system.products()[0]["product_id"]
+    platform("stop-service", "fraud")
+    restore.append("start-service fraud")
+
+    orders = []
+    for customer in ("customer-a", "customer-b", "fraud-customer-c"):
+        response = system.checkout(customer, [{"product_id": product_id, "quantity": 1}])
+        assert response.status_code == 201, response.text
+        assert response.json()["order"]["status"] == "pending"
+        orders.append(response.json()["order"]["order_id"])
+    time.sleep(2)
+    assert all(system.order_status(o) == "pending" for o in orders)
+
+    platform("start-service", "fraud")
+    restore.clear()
+    statuses = system.wait_decided(orders, timeout=60)
+    assert [statuses[o] for o in orders] == ["approved", "approved", "rejected"]
+
+
+def test_kafka_down(system: System, restore: list[str]) -> None:
+    product = system.products()[0]
+    stock_before = product["stock_available"]
+    platform("stop-kafka")
+    restore.append("start-kafka")
+
+    orders = []
+    for customer in ("kafka-a", "kafka-b", "fraud-kafka-c"):
+        response = system.checkout(customer, [{"product_id": product["product_id"], "quantity": 1}])
+        assert response.status_code == 201, response.text
+        orders.append(response.json()["order"]["order_id"])
+    wait_until(
+        lambda: system.healthz("orders")["outbox"]["backlog"] >= len(orders),
+        10,
+        what="outbox backlog",
+    )
+
+    platform("start-kafka")
+    restore.clear()
+    statuses = system.wait_decided(orders, timeout=120)
+    assert [statuses[o] for o in orders] == ["approved", "approved", "rejected"]
+    # None duplicated in effect: one decision per order, one status change per order.
+    decisions = system.sql(
+        "fraud", "SELECT order_id FROM decisions WHERE order_id = ANY($1::text[])", orders
+    )
+    assert sorted(str(r["order_id"]) for r in decisions) == sorted(orders)
+    # The rejected order's stock comes back once catalog consumes its status change.
+    wait_until(
+        lambda: (
+            next(
+                p["stock_available"]
+                for p in system.products()
+                if p["product_id"] == product["product_id"]
+            )
+            == stock_before - 2
+        ),
+        60,
+        what="stock of the rejected order released",
+    )
+    system.wait_all_ready(timeout=60)
+
+
+def test_orders_database_down(system: System, restore: list[str]) -> None:
+    product_id = system.products()[0]["product_id"]
+    platform("stop-postgres")
+    restore.append("start-postgres")
+    stopped = time.monotonic()
+
+    unready_after = wait_until(lambda: not system.ready("orders"), 10, what="orders unready")
+    assert unready_after <= 5.0, f"/readyz turned false after {unready_after:.1f}s"
+    response = system.checkout("db-down", [{"product_id": product_id, "quantity": 1}])
+    assert response.status_code == 503, response.text
+
+    platform("start-postgres")
+    restore.clear()
+    ready_after = wait_until(lambda: system.ready("orders"), 10, what="orders ready again")
+    assert ready_after <= 5.0, f"/readyz came back {ready_after:.1f}s after recovery"
+    print(f"orders unready after {unready_after:.1f}s, ready {ready_after:.1f}s after recovery")
+    assert time.monotonic() - stopped < 60
+
+    system.wait_all_ready()
+    response = system.checkout("db-back", [{"product_id": product_id, "quantity": 1}])
+    assert response.status_code == 201, response.text
+    order_id = response.json()["order"]["order_id"]
+    assert system.wait_decided([order_id]) == {order_id: "approved"}
+
+
+def test_orders_down(system: System, restore: list[str]) -> None:
+    product_id = system.products()[0]["product_id"]
+    platform("stop-service", "orders")
+    restore.append("start-service orders")
+
+    response = system.checkout("orders-down", [{"product_id": product_id, "quantity": 1}])
+    assert response.status_code == 503, response.text
+    assert "orders" in response.json()["error"]["message"]
+    missing = system.http.get(f"/api/orders/{uuid.uuid4()}")
+    assert missing.status_code == 503
+    status, page, _ = product_page(system, product_id)
+    assert status == 200, page
+    assert system.ready("gateway")
