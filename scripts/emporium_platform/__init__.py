@@ -1,0 +1,104 @@
+"""The local platform: real PostgreSQL and Kafka, provisioned, and the services.
+
+Standard library only, so it runs before any virtual environment exists.
+The command line is ``python3 scripts/platform.py <command>``; tests import
+this package (``scripts/`` must not be put on ``sys.path`` itself, since
+``scripts/platform.py`` would then shadow the standard ``platform`` module;
+see ``load()`` in tests/platform/conftest.py).
+
+Each function reads its settings from the environment when called.
+"""
+
+from __future__ import annotations
+
+from . import environment, kafka, postgres
+from .progress import PlatformError
+from .settings import DATA_SERVICES, SERVICES, TOPICS, Settings
+
+__all__ = [
+    "DATA_SERVICES", "SERVICES", "TOPICS", "PlatformError", "Settings",
+    "admin_url", "ensure_started", "install", "kafka_bootstrap", "kafka_topics",
+    "provision", "service_env", "settings", "start_kafka", "start_postgres",
+    "stop_kafka", "stop_postgres", "kafka_running", "postgres_running",
+]
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def install() -> None:
+    """Installs PostgreSQL (apt) and the Kafka jars (Maven) if missing."""
+    s = settings()
+    s.ensure_dirs()
+    postgres.install(s)
+    kafka.install(s)
+
+
+def start_postgres() -> None:
+    s = settings()
+    if s.local_postgres:
+        postgres.install(s)
+    postgres.start(s)
+
+
+def stop_postgres() -> bool:
+    return postgres.stop(settings())
+
+
+def postgres_running() -> bool:
+    s = settings()
+    if not s.local_postgres:
+        return True
+    return postgres.is_running(s)
+
+
+def start_kafka() -> None:
+    s = settings()
+    if s.local_kafka:
+        kafka.install(s)
+    kafka.start(s)
+
+
+def stop_kafka() -> bool:
+    return kafka.stop(settings())
+
+
+def kafka_running() -> bool:
+    return kafka.is_running(settings())
+
+
+def ensure_started() -> Settings:
+    """Installs what is missing and starts PostgreSQL and Kafka unless they run."""
+    s = settings()
+    install()
+    postgres.start(s)
+    kafka.start(s)
+    return s
+
+
+def provision() -> None:
+    """Service logins, databases and topics (idempotent)."""
+    s = settings()
+    postgres.provision(s)
+    kafka.provision(s)
+
+
+def service_env(name: str) -> dict[str, str]:
+    return environment.service_env(settings(), name)
+
+
+def admin_url() -> str:
+    """A superuser DSN of the PostgreSQL in use."""
+    return postgres.admin_url(settings())
+
+
+def kafka_bootstrap() -> str:
+    return settings().kafka_bootstrap
+
+
+def kafka_topics() -> dict[str, int]:
+    """Topic -> partition count as the broker reports it."""
+    return kafka.topics(settings())
+
+
