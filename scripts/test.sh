@@ -31,6 +31,7 @@ stage "lint" scripts/lint.sh
 stage "platform (PostgreSQL, Kafka)" python3 scripts/platform.py start
 stage "provision" python3 scripts/platform.py provision
 stage "kit and service tests (unit, integration)" pytest_run services tests/platform -q
+stage "browser (Debian chromium)" scripts/install-browser.sh
 stage "end-to-end, browser and degradation tests" pytest_run tests/e2e -q
 stage "chart and images" scripts/test-chart.sh
 stage "infrastructure" scripts/test-infra.sh
