@@ -34,6 +34,11 @@ RPC_CLIENT_DURATION = Histogram(
     ["downstream", "rpc_method"],
     buckets=LATENCY_BUCKETS,
 )
+RPC_CLIENT_ATTEMPTS = Counter(
+    "emporium_rpc_client_attempts_total",
+    "gRPC attempts sent to a downstream (each retry counts), by status code",
+    ["downstream", "rpc_method", "code"],
+)
 BREAKER_STATE = Gauge(
     "emporium_breaker_state",
     "Circuit breaker state per downstream: 0 closed, 1 half-open, 2 open",

@@ -1,0 +1,273 @@
+"""A client for one downstream service: deadline, breaker, bounded retries.
+
+Every call made with :meth:`DownstreamClient.call`:
+
+1. gets a timeout = min(the downstream's budget, the caller's remaining time
+   minus a margin) from :mod:`emporium.kit.grpc.deadlines`, and is not
+   started at all when nothing is left;
+2. passes the downstream's circuit breaker (:mod:`.breaker`): an open breaker
+   fails the call at once with ``Unavailable`` without touching the network;
+3. is retried only when the caller says it is idempotent, at most
+   ``MAX_RETRIES`` times, only on transient codes, with jittered backoff, and
+   only while the overall deadline leaves time for another attempt;
+4. maps the downstream's status back to the kit's errors, so a handler can
+   let ``NotFound`` or ``InvalidArgument`` (with its field violations) flow
+   to its own caller, and degrade on ``Unavailable``/``DeadlineExceeded``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from emporium.kit import errors, metrics
+from emporium.kit.config import Downstream
+from emporium.kit.grpc import deadlines
+from emporium.kit.grpc.breaker import AsyncCircuitBreaker, BreakerOpen, BreakerRegistry
+from emporium.kit.grpc.interceptors import client_interceptors, split_method
+from emporium.kit.health import HealthRegistry
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Extra attempts after the first one, for idempotent calls.
+MAX_RETRIES = 2
+#: Codes worth another attempt: the callee (or the way to it) was briefly unable to answer.
+RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+#: First backoff; doubles per retry, with jitter (half fixed, half random).
+BACKOFF_BASE_SECONDS = 0.025
+#: A retry is not worth starting with less time than this left.
+MIN_ATTEMPT_SECONDS = 0.01
+#: Timeout of the background check of the downstream's gRPC health service.
+HEALTH_CHECK_TIMEOUT_SECONDS = 0.5
+
+#: Reconnect quickly after a downstream restarts (the gRPC default backs off to 120 s).
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    # Service-to-service traffic never goes through an HTTP proxy.
+    ("grpc.enable_http_proxy", 0),
+)
+
+
+def violations_of(error: grpc.RpcError) -> list[errors.FieldViolation]:
+    """Field violations from a google.rpc.BadRequest in the status details, if any."""
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except ValueError:
+        return []
+    if status is None:
+        return []
+    found: list[errors.FieldViolation] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            found.extend(
+                errors.FieldViolation(v.field, v.description) for v in bad_request.field_violations
+            )
+    return found
+
+
+def map_rpc_error(error: grpc.RpcError, dependency: str) -> errors.ServiceError:
+    """A downstream's status as the kit error the caller handles."""
+    code = error.code()
+    details = error.details() or code.name
+    if code == grpc.StatusCode.NOT_FOUND:
+        return errors.NotFound(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.InvalidArgument(violations_of(error), message=details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return errors.FailedPrecondition(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return errors.AlreadyExists(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.DeadlineExceeded(f"{dependency} timed out: {details}", dependency)
+    # UNAVAILABLE, and every failure of the callee itself (INTERNAL, UNKNOWN...):
+    # from the caller's side the dependency cannot serve this request.
+    return errors.Unavailable(f"{dependency} unavailable ({code.name}): {details}", dependency)
+
+
+class DownstreamClient:
+    """The connection to one downstream service.
+
+    ``channel`` is for building stubs; make calls through :meth:`call` so they
+    get the deadline, breaker and retry rules::
+
+        catalog = DownstreamClient(settings_downstream, health=health, critical=True,
+                                   breakers=breakers)
+        stub = CatalogServiceStub(catalog.channel)
+        reply = await catalog.call(stub.GetProduct, GetProductRequest(product_id=pid),
+                                   idempotent=True)
+
+    With ``health`` the client registers a background check of the
+    downstream's standard gRPC health service, named after the downstream and
+    ``critical`` as told. With ``breakers`` its breaker is listed in /healthz.
+    """
+
+    def __init__(
+        self,
+        downstream: Downstream,
+        *,
+        health: HealthRegistry | None = None,
+        critical: bool = False,
+        breakers: BreakerRegistry | None = None,
+        channel_options: Sequence[tuple[str, Any]] = DEFAULT_CHANNEL_OPTIONS,
+        tracer_provider: Any = None,
+        max_retries: int = MAX_RETRIES,
+    ) -> None:
+        self.downstream = downstream
+        self.name = downstream.name
+        self.budget_seconds = downstream.timeout_ms / 1000
+        self.max_retries = max_retries
+        self.channel = grpc.aio.insecure_channel(
+            downstream.addr,
+            options=list(channel_options),
+            interceptors=client_interceptors(downstream.name, tracer_provider),
+        )
+        self.breaker = AsyncCircuitBreaker(
+            downstream.name,
+            fail_max=downstream.breaker_fail_max,
+            reset_timeout=downstream.breaker_reset_seconds,
+        )
+        if breakers is not None:
+            breakers.add(self.breaker)
+        self._health_stub = health_pb2_grpc.HealthStub(self.channel)
+        if health is not None:
+            health.add_check(self.name, self.check_health, critical=critical)
+
+    async def call(
+        self,
+        method: Callable[..., Awaitable[T]],
+        request: Any,
+        *,
+        idempotent: bool = False,
+        method_name: str | None = None,
+        metadata: Sequence[tuple[str, str | bytes]] | None = None,
+    ) -> T:
+        """Calls ``method`` (a stub's multicallable) under the client's rules.
+
+        Raises the kit's errors only: NotFound, InvalidArgument (with field
+        violations), FailedPrecondition, AlreadyExists, Unavailable (down,
+        breaker open, failing) or DeadlineExceeded (no time left or too slow).
+        """
+        name = method_name or _method_name(method)
+        started = time.monotonic()
+        code = "OK"
+        try:
+            try:
+                timeout_s = deadlines.effective_timeout(
+                    self.budget_seconds, what=f"{self.name} call"
+                )
+            except errors.DeadlineExceeded as error:
+                raise errors.DeadlineExceeded(error.message, self.name) from None
+            return await self._attempts(method, request, name, idempotent, timeout_s, metadata)
+        except errors.ServiceError as error:
+            code = (
+                "BREAKER_OPEN" if isinstance(error.__cause__, BreakerOpen) else error.grpc_code.name
+            )
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            metrics.RPC_CLIENT_REQUESTS.labels(self.name, name, code).inc()
+            metrics.RPC_CLIENT_DURATION.labels(self.name, name).observe(time.monotonic() - started)
+
+    async def _attempts(
+        self,
+        method: Callable[..., Awaitable[T]],
+        request: Any,
+        name: str,
+        idempotent: bool,
+        timeout_s: float,
+        metadata: Sequence[tuple[str, str | bytes]] | None,
+    ) -> T:
+        deadline_at = time.monotonic() + timeout_s
+        # A timeout cut short by the caller's own deadline says nothing about
+        # the callee: running out of it does not count against the breaker.
+        caller_limited = timeout_s < self.budget_seconds
+        retries = self.max_retries if idempotent else 0
+        attempt = 0
+        while True:
+            attempt += 1
+            left = deadline_at - time.monotonic()
+            try:
+                admission = self.breaker.admit()
+            except BreakerOpen as open_error:
+                raise errors.Unavailable(
+                    f"{self.name} unavailable: {open_error}", self.name
+                ) from open_error
+            try:
+                response = await method(request, timeout=left, metadata=metadata)
+            except grpc.RpcError as rpc_error:
+                code = rpc_error.code()
+                if code == grpc.StatusCode.CANCELLED or (
+                    caller_limited and code == grpc.StatusCode.DEADLINE_EXCEEDED
+                ):
+                    admission.release()
+                else:
+                    admission.failed(rpc_error)
+                delay = _backoff(attempt)
+                if (
+                    attempt <= retries
+                    and code in RETRYABLE_CODES
+                    and deadline_at - time.monotonic() - delay >= MIN_ATTEMPT_SECONDS
+                ):
+                    log.info(
+                        "retrying downstream call",
+                        extra={
+                            "downstream": self.name,
+                            "rpc_method": name,
+                            "code": code.name,
+                            "attempt": attempt,
+                            "backoff_ms": round(delay * 1000, 1),
+                        },
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                raise map_rpc_error(rpc_error, self.name) from rpc_error
+            except BaseException:
+                admission.release()
+                raise
+            admission.succeeded()
+            return response
+
+    async def check_health(self) -> str:
+        """Background check: the downstream's grpc.health.v1.Health/Check."""
+        reply = await self._health_stub.Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_CHECK_TIMEOUT_SECONDS
+        )
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            raise RuntimeError(f"{self.name} reports {status}")
+        return f"{status}, breaker {self.breaker.state}"
+
+    async def close(self) -> None:
+        await self.channel.close(grace=None)
+
+
+def _backoff(attempt: int) -> float:
+    """Jittered exponential backoff before retry number ``attempt``."""
+    ceiling = BACKOFF_BASE_SECONDS * (2 ** (attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _method_name(method: Any) -> str:
+    raw = getattr(method, "_method", None)
+    if raw is None:
+        return getattr(method, "__name__", "unknown")
+    return split_method(raw)[1]
