@@ -1,0 +1,51 @@
+"""Emporium's platform for one environment: read the stack's settings, compose the
+components, export what the chart needs (docs/infrastructure.md)."""
+
+import pulumi
+
+from emporium.infra import chart_values, contract
+from emporium.infra.components.application import ApplicationEnvironment
+from emporium.infra.components.cluster import Cluster
+from emporium.infra.components.data_namespace import DataNamespace
+from emporium.infra.components.kafka import Kafka
+from emporium.infra.components.observability import Observability
+from emporium.infra.components.postgres import Postgres
+from emporium.infra.settings import CONFIG_NAMESPACE, StackSettings
+
+config = pulumi.Config(CONFIG_NAMESPACE)
+settings = StackSettings.from_pulumi_config(config)
+env = settings.environment
+
+cluster = Cluster("cluster", settings.cluster, env)
+provider = cluster.provider
+needs_data_namespace = settings.kafka.mode == "strimzi" or settings.postgres.mode == "cnpg"
+data = DataNamespace("data", env, provider) if needs_data_namespace else None
+kafka = Kafka(
+    "kafka",
+    settings,
+    provider,
+    data.namespace if data else None,
+    external_credentials=config.get_secret_object("externalKafkaCredentials"),
+)
+postgres = Postgres(
+    "postgres",
+    settings,
+    provider,
+    data.namespace if data else None,
+    external_urls=config.get_secret_object("externalDatabaseUrls"),
+)
+if settings.observability.enabled:
+    Observability("observability", settings, provider)
+app = ApplicationEnvironment("app", settings, provider, postgres.database_urls, kafka.credentials)
+
+pulumi.export("environment", env)
+pulumi.export("namespace", app.namespace)
+pulumi.export("platformConfigMap", contract.PLATFORM_CONFIGMAP)
+pulumi.export("serviceSecrets", app.secret_names)
+pulumi.export("kafkaBootstrapServers", kafka.bootstrap_servers)
+pulumi.export("otlpEndpoint", chart_values.otlp_endpoint())
+pulumi.export("chartValues", chart_values.chart_values(settings))
+# Credentials leave the stack only as secrets (``pulumi stack output --show-secrets``).
+pulumi.export("databaseUrls", pulumi.Output.secret(postgres.database_urls))
+if cluster.kubeconfig is not None:
+    pulumi.export("kubeconfig", cluster.kubeconfig)
