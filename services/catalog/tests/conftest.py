@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from emporium.catalog.domain import Catalog
 from emporium.catalog.grpc_api import SERVICE_NAME, CatalogServicer
@@ -98,3 +100,20 @@ async def stub(pool: Any) -> AsyncIterator[catalog_pb2_grpc.CatalogServiceStub]:
     yield catalog_pb2_grpc.CatalogServiceStub(channel)
     await channel.close()
     await built.server.stop(1)
+
+
+@pytest.fixture
+async def kafka_topic(kafka_bootstrap: str) -> AsyncIterator[str]:
+    """A topic of this test alone (and its ``.dlq`` twin), deleted afterwards."""
+    topic = f"test.catalog.{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        await admin.start()
+    except KafkaError as error:
+        pytest.skip(f"Kafka not reachable: {error}")
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1), NewTopic(f"{topic}.dlq", 1, 1)])
+        yield topic
+    finally:
+        await admin.delete_topics([topic, f"{topic}.dlq"])
+        await admin.close()

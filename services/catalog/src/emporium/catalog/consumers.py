@@ -1,0 +1,52 @@
+"""Kafka handlers of the catalog: decode the event, apply its effect in the consumer's transaction.
+
+``orders.order-status-changed.v1``: when an order is rejected, the stock it
+reserved goes back on sale. The release runs on the connection of the
+consumer's transaction, the one that also records the event id, so a
+redelivered event releases nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from emporium.catalog.domain import StockLedger, require_order_id
+from emporium.events.v1 import order_events_pb2
+from emporium.kit.errors import InvalidArgument
+from emporium.kit.kafka import ConsumedEvent, PoisonMessage
+from emporium.orders.v1 import orders_pb2
+
+log = logging.getLogger(__name__)
+
+ORDER_STATUS_CHANGED_TOPIC = "orders.order-status-changed.v1"
+
+#: Opens a stock ledger for one order on a connection already in a transaction.
+LedgerOn = Callable[[Any, str], AbstractAsyncContextManager[StockLedger]]
+
+
+class OrderStatusChangedHandler:
+    def __init__(self, ledger_on: LedgerOn) -> None:
+        self._ledger_on = ledger_on
+
+    async def __call__(self, event: ConsumedEvent, conn: Any) -> None:
+        try:
+            changed = order_events_pb2.OrderStatusChanged.FromString(event.value)
+        except DecodeError as error:
+            raise PoisonMessage(f"undecodable OrderStatusChanged: {error}") from error
+        if changed.status != orders_pb2.ORDER_STATUS_REJECTED:
+            return
+        try:
+            order_id = require_order_id(changed.order_id)
+        except InvalidArgument as error:
+            raise PoisonMessage(f"OrderStatusChanged without a valid order id: {error}") from error
+        async with self._ledger_on(conn, order_id) as ledger:
+            released = await ledger.release()
+        log.info(
+            "stock of a rejected order released",
+            extra={"order_id": order_id, "units_released": released},
+        )

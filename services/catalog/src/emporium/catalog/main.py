@@ -1,0 +1,86 @@
+"""The catalog's composition root: settings, pool, handlers, gRPC, consumer.
+
+``emporium-catalog`` serves; ``emporium-catalog migrate`` applies the
+migrations; ``emporium-catalog seed`` loads the demo products.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from emporium.catalog.consumers import ORDER_STATUS_CHANGED_TOPIC, OrderStatusChangedHandler
+from emporium.catalog.domain import Catalog
+from emporium.catalog.grpc_api import SERVICE_NAME, CatalogServicer
+from emporium.catalog.repository import MIGRATIONS_DIR, PostgresCatalogRepository, ledger_on
+from emporium.catalog.seed import DEMO_PRODUCTS
+from emporium.catalog.settings import CatalogSettings
+from emporium.catalog.v1 import catalog_pb2_grpc
+from emporium.kit.config import load_settings
+from emporium.kit.db import create_pool, database_check, migrate
+from emporium.kit.kafka import EventProducer, IdempotentConsumer
+from emporium.kit.logging import configure_logging
+from emporium.kit.service import Service, run_cli
+
+NAME = "catalog"
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: CatalogSettings) -> None:
+    service = Service(NAME, settings)
+    pool = await create_pool(settings, application_name=NAME)
+    service.on_shutdown(pool.close)
+    if settings.database_migrate_on_start:
+        await migrate(pool, MIGRATIONS_DIR)
+    service.health.add_check("postgres", database_check(pool), critical=True)
+
+    catalog = Catalog(PostgresCatalogRepository(pool))
+    service.add_grpc_service(
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
+        CatalogServicer(catalog),
+        SERVICE_NAME,
+    )
+
+    # The producer only publishes to the dead-letter topic of what is consumed.
+    producer = EventProducer(settings, client_id=NAME)
+    await producer.start()
+    service.on_shutdown(producer.stop)
+    consumer = IdempotentConsumer(
+        settings,
+        pool,
+        {ORDER_STATUS_CHANGED_TOPIC: OrderStatusChangedHandler(ledger_on)},
+        producer,
+        group_id=settings.kafka_consumer_group or NAME,
+        health=service.health,
+    )
+    service.add_component("order-status-consumer", consumer)
+    await service.run()
+
+
+async def migrate_command(settings: CatalogSettings) -> None:
+    configure_logging(NAME, settings.log_level, settings.environment)
+    applied = await migrate(settings.database_url.get_secret_value(), MIGRATIONS_DIR)
+    print(
+        f"catalog: {len(applied)} migration(s) applied{': ' if applied else ''}{', '.join(applied)}"
+    )
+
+
+async def seed_command(settings: CatalogSettings) -> None:
+    configure_logging(NAME, settings.log_level, settings.environment)
+    pool = await create_pool(settings, application_name=f"{NAME}-seed")
+    try:
+        await PostgresCatalogRepository(pool).upsert_products(DEMO_PRODUCTS)
+    finally:
+        await pool.close()
+    print(f"catalog: {len(DEMO_PRODUCTS)} demo products present")
+
+
+def main() -> None:
+    settings = load_settings(CatalogSettings)
+    run_cli(
+        NAME,
+        serve=lambda: serve(settings),
+        commands={
+            "migrate": lambda: migrate_command(settings),
+            "seed": lambda: seed_command(settings),
+        },
+    )

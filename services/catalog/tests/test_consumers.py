@@ -1,0 +1,155 @@
+"""The order-status consumer: unit tests with a fake ledger, and the real thing on Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from emporium.catalog.consumers import OrderStatusChangedHandler
+from emporium.catalog.domain import Catalog, StockLine
+from emporium.catalog.repository import PostgresCatalogRepository, SeedProduct, ledger_on
+from emporium.events.v1 import order_events_pb2
+from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer, PoisonMessage
+from emporium.orders.v1 import orders_pb2
+
+
+def _event(value: bytes, event_id: str = "e-1") -> ConsumedEvent:
+    return ConsumedEvent("t", 0, 0, "o-1", value, {"event-id": event_id})
+
+
+def _status(order_id: str, status: int, event_id: str = "") -> bytes:
+    return order_events_pb2.OrderStatusChanged(
+        event_id=event_id,
+        order_id=order_id,
+        previous_status=orders_pb2.ORDER_STATUS_PENDING,
+        status=status,  # type: ignore[arg-type]
+        reason="test",
+    ).SerializeToString()
+
+
+class RecordingLedger:
+    def __init__(self) -> None:
+        self.released: list[tuple[Any, str]] = []
+
+    def opener(self) -> Callable[[Any, str], Any]:
+        @asynccontextmanager
+        async def open_ledger(conn: Any, order_id: str) -> AsyncIterator[Any]:
+            recorder = self
+
+            class _Ledger:
+                async def release(self) -> int:
+                    recorder.released.append((conn, order_id))
+                    return 3
+
+            yield _Ledger()
+
+        return open_ledger
+
+
+@pytest.mark.unit
+async def test_rejected_order_releases_on_the_consumers_connection() -> None:
+    ledger = RecordingLedger()
+    handler = OrderStatusChangedHandler(ledger.opener())
+    conn = object()
+    await handler(_event(_status("o-1", orders_pb2.ORDER_STATUS_REJECTED)), conn)
+    assert ledger.released == [(conn, "o-1")]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "status", [orders_pb2.ORDER_STATUS_APPROVED, orders_pb2.ORDER_STATUS_PENDING]
+)
+async def test_other_statuses_release_nothing(status: int) -> None:
+    ledger = RecordingLedger()
+    await OrderStatusChangedHandler(ledger.opener())(_event(_status("o-1", status)), object())
+    assert ledger.released == []
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "value",
+    [b"\xff\xff\xff", _status("", orders_pb2.ORDER_STATUS_REJECTED)],
+    ids=["undecodable", "no-order-id"],
+)
+async def test_impossible_events_are_poison(value: bytes) -> None:
+    ledger = RecordingLedger()
+    with pytest.raises(PoisonMessage):
+        await OrderStatusChangedHandler(ledger.opener())(_event(value), object())
+    assert ledger.released == []
+
+
+async def _wait_for(condition: Callable[[], bool], within: float = 30.0) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > within:
+            raise AssertionError("timed out waiting for the consumer")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.integration
+async def test_rejection_event_delivered_twice_releases_once(
+    pool: Any, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    repository = PostgresCatalogRepository(pool)
+    catalog = Catalog(repository)
+    product_id = f"p-{uuid.uuid4().hex[:10]}"
+    await repository.upsert_products([SeedProduct(product_id, "P", "", "test", 100, "EUR", 10)])
+    rejected, approved = f"o-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
+    await catalog.reserve_stock(rejected, [StockLine(product_id, 4)])
+    await catalog.reserve_stock(approved, [StockLine(product_id, 5)])
+    assert (await catalog.get_product(product_id)).stock_available == 1
+
+    settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    producer = EventProducer(settings, client_id="catalog-test")
+    await producer.start()
+    event_id = str(uuid.uuid4())
+    rejection = _status(rejected, orders_pb2.ORDER_STATUS_REJECTED, event_id)
+    # The same event twice (a producer retry or a redelivery), and another order's approval.
+    for key, value, eid in [
+        (rejected, rejection, event_id),
+        (rejected, rejection, event_id),
+        (approved, _status(approved, orders_pb2.ORDER_STATUS_APPROVED), str(uuid.uuid4())),
+    ]:
+        await producer.send(kafka_topic, key, value, {"event-id": eid})
+
+    group = f"catalog-test-{uuid.uuid4().hex[:8]}"
+    consumer = IdempotentConsumer(
+        settings,
+        pool,
+        {kafka_topic: OrderStatusChangedHandler(ledger_on)},
+        producer,
+        group_id=group,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        waited = await _wait_for(
+            lambda: consumer.counts["processed"] + consumer.counts["duplicate"] == 3
+        )
+    finally:
+        await consumer.stop()
+        await task
+        await producer.stop()
+    print(f"consumer took {waited:.2f}s to apply 3 messages")
+
+    assert consumer.counts == {"processed": 2, "duplicate": 1, "retried": 0, "dead_lettered": 0}
+    assert (await catalog.get_product(product_id)).stock_available == 5
+    states = dict(
+        await pool.fetch(
+            "SELECT order_id, state FROM stock_reservations WHERE product_id = $1", product_id
+        )
+    )
+    assert states == {rejected: "released", approved: "reserved"}
+    recorded = await pool.fetchval(
+        "SELECT count(*) FROM processed_events WHERE consumer_group = $1 AND event_id = $2",
+        group,
+        event_id,
+    )
+    assert recorded == 1
