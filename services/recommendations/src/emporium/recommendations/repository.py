@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from emporium.recommendations.domain import Recommendation
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class PostgresRecommendationRepository:

@@ -1,0 +1,144 @@
+"""The order-placed consumer: unit tests with a fake ledger, and the real thing on Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from emporium.events.v1 import order_events_pb2
+from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer, PoisonMessage
+from emporium.orders.v1 import orders_pb2
+from emporium.recommendations.consumers import OrderPlacedHandler
+from emporium.recommendations.domain import Recommendation, Recommendations
+from emporium.recommendations.repository import (
+    PostgresCoPurchaseLedger,
+    PostgresRecommendationRepository,
+)
+
+
+def _placed(order_id: str, *product_ids: str) -> bytes:
+    return order_events_pb2.OrderPlaced(
+        event_id=str(uuid.uuid4()),
+        order_id=order_id,
+        customer_id="c-1",
+        items=[orders_pb2.OrderItem(product_id=p, quantity=1) for p in product_ids],
+    ).SerializeToString()
+
+
+def _event(value: bytes) -> ConsumedEvent:
+    return ConsumedEvent("t", 0, 0, "o-1", value, {"event-id": "e-1"})
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.conns: list[Any] = []
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.counted: set[str] = set()
+
+    def on(self, conn: Any) -> FakeLedger:
+        self.conns.append(conn)
+        return self
+
+    async def mark_order_counted(self, order_id: str) -> bool:
+        fresh = order_id not in self.counted
+        self.counted.add(order_id)
+        return fresh
+
+    async def add_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.counts.update(pairs)
+
+
+@pytest.mark.unit
+async def test_an_order_counts_its_pairs_on_the_consumers_connection() -> None:
+    ledger = FakeLedger()
+    conn = object()
+    await OrderPlacedHandler(ledger.on)(_event(_placed("o-1", "b", "a", "b")), conn)
+    assert ledger.conns == [conn]
+    assert ledger.counts == Counter({("a", "b"): 1, ("b", "a"): 1})
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "value",
+    [b"\xff\xff\xff", _placed("", "a", "b"), _placed("o-1", "a", "not an id")],
+    ids=["undecodable", "no-order-id", "bad-product-id"],
+)
+async def test_impossible_events_are_poison(value: bytes) -> None:
+    ledger = FakeLedger()
+    with pytest.raises(PoisonMessage):
+        await OrderPlacedHandler(ledger.on)(_event(value), object())
+    assert not ledger.counts
+
+
+async def _wait_for(condition: Callable[[], bool], within: float = 30.0) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > within:
+            raise AssertionError("timed out waiting for the consumer")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def _dead_letters(bootstrap: str, topic: str) -> list[Any]:
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await reader.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        reader.assign([partition])
+        await reader.seek_to_beginning(partition)
+        batch = await reader.getmany(partition, timeout_ms=5000)
+        return list(batch.get(partition, []))
+    finally:
+        await reader.stop()
+
+
+@pytest.mark.integration
+async def test_orders_delivered_twice_count_once_and_poison_goes_to_the_dlq(
+    pool: Any, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    grinder, beans, scale = (f"{name}-{suffix}" for name in ("grinder", "beans", "scale"))
+    settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    producer = EventProducer(settings, client_id="recommendations-test")
+    await producer.start()
+    first = _placed(f"o1-{suffix}", grinder, beans, scale)
+    first_id = str(uuid.uuid4())
+    messages = [
+        (first, first_id),
+        (first, first_id),  # redelivered
+        (b"\xff\xff\xff", str(uuid.uuid4())),  # poison: must not stop the consumer
+        (_placed(f"o2-{suffix}", grinder, beans), str(uuid.uuid4())),
+    ]
+    for value, event_id in messages:
+        await producer.send(kafka_topic, f"o-{suffix}", value, {"event-id": event_id})
+
+    group = f"recommendations-test-{suffix}"
+    handlers = {kafka_topic: OrderPlacedHandler(PostgresCoPurchaseLedger)}
+    consumer = IdempotentConsumer(settings, pool, handlers, producer, group_id=group)
+    task = asyncio.create_task(consumer.run())
+    try:
+        waited = await _wait_for(lambda: sum(consumer.counts.values()) >= 4)
+    finally:
+        await consumer.stop()
+        await task
+        await producer.stop()
+    print(f"consumer took {waited:.2f}s to handle 4 messages")
+
+    assert consumer.counts == {"processed": 2, "duplicate": 1, "retried": 0, "dead_lettered": 1}
+    recommendations = Recommendations(PostgresRecommendationRepository(pool))
+    assert await recommendations.list_recommendations(grinder, 0) == [
+        Recommendation(beans, 2),
+        Recommendation(scale, 1),
+    ]
+    dead = await _dead_letters(kafka_bootstrap, f"{kafka_topic}.dlq")
+    assert [record.value for record in dead] == [b"\xff\xff\xff"]
+    headers = {name: value.decode() for name, value in dead[0].headers}
+    assert headers["dlq-error"].startswith("PoisonMessage: undecodable OrderPlaced")
