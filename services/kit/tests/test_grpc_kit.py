@@ -166,6 +166,19 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+async def settled(condition: Callable[[], bool], within: float = 1.0) -> None:
+    """Waits until the server finished its bookkeeping.
+
+    The client has its answer as soon as the status is sent, a moment before
+    the server's interceptors log and count the call.
+    """
+    stop = time.monotonic() + within
+    for _ in range(1000):
+        if condition() or time.monotonic() > stop:
+            return
+        await asyncio.sleep(0.005)
+
+
 # --- (a) async failures trip the breaker; then calls fail fast -------------------
 
 
@@ -397,15 +410,18 @@ async def test_work_whose_deadline_passed_is_not_started(
     )
     with pytest.raises(errors.DeadlineExceeded):
         await get(client)
-    await asyncio.sleep(0.05)
+
+    def refused() -> float:
+        return sample(
+            "emporium_rpc_server_requests_total",
+            rpc_service=CATALOG,
+            rpc_method="GetProduct",
+            code="DEADLINE_EXCEEDED",
+        )
+
+    await settled(lambda: refused() == refused_before + 1)
+    assert refused() == refused_before + 1
     assert catalog.calls == 0
-    refused_after = sample(
-        "emporium_rpc_server_requests_total",
-        rpc_service=CATALOG,
-        rpc_method="GetProduct",
-        code="DEADLINE_EXCEEDED",
-    )
-    assert refused_after == refused_before + 1
 
 
 async def test_work_within_its_deadline_runs_after_the_same_stall(
@@ -571,6 +587,7 @@ async def test_one_access_log_line_per_rpc_with_trace_ids(
             await get(client, "a")
             with pytest.raises(errors.NotFound):
                 await get(client, "b")
+            await settled(lambda: len(formatted.lines) == 2)
     finally:
         access.removeHandler(formatted)
     entries = [json.loads(line) for line in formatted.lines]
@@ -619,6 +636,9 @@ async def test_server_red_metrics(start_server: Start, connect: Connect) -> None
     await get(client)
     with pytest.raises(errors.FailedPrecondition):
         await get(client)
+    await settled(
+        lambda: sample("emporium_rpc_server_duration_seconds_count", **labels) == count_before + 3
+    )
     assert sample("emporium_rpc_server_requests_total", **labels, code="OK") == ok_before + 2
     assert (
         sample("emporium_rpc_server_requests_total", **labels, code="FAILED_PRECONDITION")
