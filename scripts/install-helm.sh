@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the two Helm majors the chart is tested with, from source through
-# the Go module proxy, as .cache/bin/helm3 and .cache/bin/helm4. Idempotent:
-# a binary that already reports the pinned version is kept.
+# the Go module proxy, as .cache/bin/helm3 and .cache/bin/helm4, and
+# helm-docs (which writes charts/emporium/README.md from the values comments)
+# as .cache/bin/helm-docs. Idempotent: a binary that already reports the
+# pinned version is kept.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
@@ -27,7 +29,24 @@ install_helm() {
   rm -rf "$gobin"
 }
 
+install_helm_docs() {
+  local target="$bin/helm-docs"
+  if [[ -x "$target" ]] && "$target" --version 2>/dev/null | grep -q "${HELM_DOCS_VERSION#v}"; then
+    return 0
+  fi
+  echo "install-helm: building helm-docs $HELM_DOCS_VERSION" >&2
+  local gobin
+  gobin=$(mktemp -d)
+  GOBIN="$gobin" go install \
+    -ldflags "-X main.version=${HELM_DOCS_VERSION#v}" \
+    "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}"
+  mv "$gobin/helm-docs" "$target"
+  rm -rf "$gobin"
+}
+
 install_helm 3 "$HELM3_VERSION"
 install_helm 4 "$HELM4_VERSION"
+install_helm_docs
 echo "$bin/helm3 $("$bin/helm3" version --template '{{.Version}}')"
 echo "$bin/helm4 $("$bin/helm4" version --template '{{.Version}}')"
+echo "$bin/helm-docs $("$bin/helm-docs" --version)"
