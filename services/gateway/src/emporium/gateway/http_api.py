@@ -1,0 +1,348 @@
+"""The HTTP/JSON API and the storefront page, as one ASGI application.
+
+Routes are thin: validate the request (:mod:`emporium.gateway.validation`),
+call the storefront, render JSON. Errors are the kit's errors, rendered once,
+here, as ``{"error": {"code", "message", "fields"}}`` with the matching
+status. Two middlewares wrap the routes: OpenTelemetry's ASGI middleware (one
+server span per request, named after the route template) and
+:class:`RequestTelemetry` (RED metrics per route template and one JSON access
+log line per request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
+
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.trace import get_current_span
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emporium.gateway import validation
+from emporium.gateway.storefront import Storefront
+from emporium.kit import metrics
+from emporium.kit.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("emporium.gateway.access")
+
+PRODUCT_PAGE_ROUTE = "/api/products/{product_id}"
+
+#: Error codes of the JSON error body, by kit error class (most specific first).
+ERROR_CODES: list[tuple[type[ServiceError], str]] = [
+    (InvalidArgument, "invalid_argument"),
+    (NotFound, "not_found"),
+    (FailedPrecondition, "conflict"),
+    (AlreadyExists, "conflict"),
+    (Unavailable, "unavailable"),
+    (DeadlineExceeded, "deadline_exceeded"),
+]
+
+#: Codes of errors that Starlette raises itself (unknown path, wrong method).
+HTTP_ERROR_CODES = {
+    400: "invalid_argument",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+#: Methods that get their own metric label; anything else is counted as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+#: The page loads only its own files: no inline script, no third-party origin.
+PAGE_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def error_response(
+    status: int, code: str, message: str, fields: list[dict[str, str]] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "fields": fields or []}}
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def service_error_response(error: ServiceError) -> JSONResponse:
+    code = next((code for cls, code in ERROR_CODES if isinstance(error, cls)), "internal")
+    fields = []
+    if isinstance(error, InvalidArgument):
+        fields = [{"field": v.field, "description": v.description} for v in error.violations]
+    message = error.message
+    if isinstance(error, Unavailable | DeadlineExceeded):
+        message = _dependency_message(error)
+    status = error.http_status if code != "internal" else 500
+    if status >= 500 and code == "internal":
+        message = "internal error"
+    return error_response(status, code, message, fields)
+
+
+def _dependency_message(error: Unavailable | DeadlineExceeded) -> str:
+    """What a person should read when a downstream failed the request.
+
+    The technical detail (gRPC status, addresses) goes to the log line with
+    the trace id, not to the page.
+    """
+    dependency = error.dependency or "a required service"
+    if isinstance(error, DeadlineExceeded):
+        return f"{dependency} did not answer in time; please try again shortly"
+    return f"{dependency} is unavailable right now; please try again shortly"
+
+
+def json_errors(endpoint: Endpoint) -> Endpoint:
+    """Renders the kit's errors, and any bug, as the JSON error body."""
+
+    async def handle(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ServiceError as error:
+            if error.http_status >= 500:
+                log.warning(
+                    "request failed",
+                    extra={
+                        "path": request.url.path,
+                        "error": type(error).__name__,
+                        "dependency": getattr(error, "dependency", ""),
+                        "detail": error.message,
+                    },
+                )
+            return service_error_response(error)
+        except HTTPException:
+            raise  # rendered by the application's handler
+        except Exception:
+            log.exception("unhandled error", extra={"path": request.url.path})
+            trace_id = format(get_current_span().get_span_context().trace_id, "032x")
+            return error_response(500, "internal", f"internal error (trace id {trace_id})")
+
+    return handle
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    body: bytes
+    media_type: str
+    etag: str
+
+
+def load_static(root: Traversable | None = None) -> dict[str, StaticFile]:
+    """Reads the page's files from the installed package, once, into memory."""
+    root = root or resources.files("emporium.gateway").joinpath("static")
+    files: dict[str, StaticFile] = {}
+
+    def walk(folder: Traversable, prefix: str) -> None:
+        for entry in folder.iterdir():
+            name = f"{prefix}{entry.name}"
+            if entry.is_dir():
+                walk(entry, f"{name}/")
+            elif not entry.name.startswith("."):
+                body = entry.read_bytes()
+                media_type = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
+                if media_type.startswith("text/") or media_type.endswith("javascript"):
+                    media_type += "; charset=utf-8"
+                etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+                files[name] = StaticFile(body, media_type, etag)
+
+    walk(root, "")
+    return files
+
+
+def build_app(
+    storefront: Storefront,
+    static_files: dict[str, StaticFile] | None = None,
+    tracer_provider: Any = None,
+) -> ASGIApp:
+    """The gateway's ASGI application (telemetry middlewares included).
+
+    ``tracer_provider`` defaults to the global one (set by the kit's Service).
+    """
+    static = static_files if static_files is not None else load_static()
+    if "index.html" not in static:
+        raise RuntimeError("the storefront page (static/index.html) is missing from the package")
+
+    def serve_file(request: Request, name: str) -> Response:
+        file = static.get(name)
+        if file is None:
+            raise NotFound(f"no static file {name!r}")
+        headers = {"ETag": file.etag, "Cache-Control": "no-cache", **PAGE_SECURITY_HEADERS}
+        if request.headers.get("if-none-match") == file.etag:
+            return Response(status_code=304, headers=headers)
+        return Response(file.body, media_type=file.media_type, headers=headers)
+
+    async def index(request: Request) -> Response:
+        return serve_file(request, "index.html")
+
+    async def static_file(request: Request) -> Response:
+        return serve_file(request, request.path_params["path"])
+
+    async def list_products(request: Request) -> Response:
+        page_size, page_token = validation.page_query(request.query_params)
+        result = await storefront.list_products(page_size, page_token)
+        return JSONResponse(result.as_json())
+
+    async def product_page(request: Request) -> Response:
+        product_id = validation.resource_id(request.path_params["product_id"], "product_id")
+        page, degradation = await storefront.product_page(product_id)
+        if degradation is not None:
+            metrics.DEGRADED_RESPONSES.labels(PRODUCT_PAGE_ROUTE, degradation.dependency).inc()
+        return JSONResponse(page.as_json(), headers={"Cache-Control": "no-store"})
+
+    async def checkout(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            return error_response(
+                415,
+                "unsupported_media_type",
+                "checkout expects a JSON body with Content-Type: application/json",
+            )
+        key = validation.idempotency_key(request.headers)
+        body = await _read_body(request, validation.MAX_BODY_BYTES)
+        order_request = validation.checkout_request(key, validation.json_body(body))
+        placed = await storefront.checkout(order_request)
+        order = placed.order
+        return JSONResponse(
+            {"order": order.as_json()},
+            status_code=201 if placed.created else 200,
+            headers={"Location": f"/api/orders/{order.order_id}", "Cache-Control": "no-store"},
+        )
+
+    async def get_order(request: Request) -> Response:
+        order_id = validation.resource_id(request.path_params["order_id"], "order_id")
+        order = await storefront.order(order_id)
+        return JSONResponse({"order": order.as_json()}, headers={"Cache-Control": "no-store"})
+
+    routes: list[BaseRoute] = [
+        Route("/", json_errors(index), methods=["GET"]),
+        Route("/static/{path:path}", json_errors(static_file), methods=["GET"]),
+        Route("/api/products", json_errors(list_products), methods=["GET"]),
+        Route(PRODUCT_PAGE_ROUTE, json_errors(product_page), methods=["GET"]),
+        Route("/api/checkout", json_errors(checkout), methods=["POST"]),
+        Route("/api/orders/{order_id}", json_errors(get_order), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+    return OpenTelemetryMiddleware(
+        RequestTelemetry(app),
+        default_span_details=route_span_details(routes),
+        exclude_spans=["receive", "send"],
+        tracer_provider=tracer_provider,
+    )
+
+
+async def _http_exception(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    code = HTTP_ERROR_CODES.get(status, "internal" if status >= 500 else "invalid_argument")
+    if status == 404:
+        message = f"no such resource: {request.url.path}"
+    elif status == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    else:
+        message = str(error.detail)
+    response = error_response(status, code, message)
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"request body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/api/orders/{order_id}``), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def route_span_details(routes: list[BaseRoute]) -> Callable[[Scope], tuple[str, dict[str, Any]]]:
+    """Names each server span ``METHOD /route/{template}`` and sets ``http.route``."""
+
+    def details(scope: Scope) -> tuple[str, dict[str, Any]]:
+        method = scope.get("method", "HTTP")
+        method = method if method in KNOWN_METHODS else "HTTP"
+        for route in routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                template = getattr(route, "path", "")
+                return f"{method} {template}", {"http.route": template}
+        return method, {}
+
+    return details
+
+
+class RequestTelemetry:
+    """RED metrics by route template and one JSON access log line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client sees if the app dies before answering
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            duration = time.perf_counter() - started
+            route = route_template(scope)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            metrics.HTTP_DURATION.labels(route, method).observe(duration)
+            access_log.info(
+                "request",
+                extra={
+                    "http_method": scope["method"],
+                    "http_path": scope["path"],
+                    "http_route": route,
+                    "http_status": status,
+                    "duration_ms": round(duration * 1000, 2),
+                    "client": (scope.get("client") or ("", 0))[0],
+                },
+            )

@@ -1,0 +1,90 @@
+"""Composition root of the gateway: settings, downstream clients, storefront, HTTP app.
+
+The gateway owns no database and no Kafka connection. It serves the JSON API
+and the storefront page on HTTP_PORT; its gRPC port carries only the standard
+health service and reflection. Readiness follows the catalog (the product
+page cannot be served without it); recommendations and orders are watched in
+/healthz but do not make the gateway unready: without recommendations the
+product page is served without them, without orders checkout answers 503
+while browsing keeps working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.types import ASGIApp
+
+from emporium.gateway.grpc_clients import GrpcCatalog, GrpcOrders, GrpcRecommendations
+from emporium.gateway.http_api import build_app
+from emporium.gateway.settings import GatewaySettings
+from emporium.gateway.storefront import Budgets, Storefront
+from emporium.kit.cache import TTLCache
+from emporium.kit.config import downstream, load_settings
+from emporium.kit.grpc import BreakerRegistry, DownstreamClient
+from emporium.kit.health import HealthRegistry
+from emporium.kit.service import Service, run_cli
+
+#: Products kept in the read cache at most; product lists (pages) at most.
+PRODUCT_CACHE_ENTRIES = 10_000
+LIST_CACHE_ENTRIES = 1_000
+
+
+@dataclass
+class Gateway:
+    """The HTTP application and the connections it owns."""
+
+    app: ASGIApp
+    storefront: Storefront
+    clients: list[DownstreamClient] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
+def build_gateway(
+    settings: GatewaySettings, health: HealthRegistry, breakers: BreakerRegistry
+) -> Gateway:
+    """Wires the downstream clients, caches and storefront into the HTTP app."""
+    catalog = DownstreamClient(
+        downstream(settings, "catalog"), health=health, critical=True, breakers=breakers
+    )
+    recommendations = DownstreamClient(
+        downstream(settings, "recommendations"), health=health, critical=False, breakers=breakers
+    )
+    orders = DownstreamClient(
+        downstream(settings, "orders"), health=health, critical=False, breakers=breakers
+    )
+    storefront = Storefront(
+        GrpcCatalog(catalog),
+        GrpcRecommendations(recommendations),
+        GrpcOrders(orders),
+        product_cache=TTLCache("products", settings.cache_ttl_seconds, PRODUCT_CACHE_ENTRIES),
+        list_cache=TTLCache("product-lists", settings.cache_ttl_seconds, LIST_CACHE_ENTRIES),
+        budgets=Budgets(
+            product_page=settings.product_page_budget_ms / 1000,
+            checkout=settings.checkout_budget_ms / 1000,
+            recommendations=settings.recommendations_timeout_ms / 1000,
+        ),
+    )
+    return Gateway(build_app(storefront), storefront, [catalog, recommendations, orders])
+
+
+async def serve(settings: GatewaySettings) -> None:
+    service = Service("gateway", settings)
+    breakers = BreakerRegistry()
+    breakers.expose_on(service.health)
+    gateway = build_gateway(settings, service.health, breakers)
+    service.add_http_app(gateway.app, settings.http_port)
+    service.on_shutdown(gateway.close)
+    await service.run()
+
+
+def main() -> None:
+    settings = load_settings(GatewaySettings)
+    run_cli("gateway", serve=lambda: serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""What the storefront does, composed from the downstream services.
+
+Plain asyncio over the small interfaces in :mod:`emporium.gateway.ports`: no
+HTTP and no gRPC here. Every request runs under a deadline (the kit's
+``deadline_scope``), which the gRPC clients turn into per-call deadlines;
+``asyncio`` timeouts slightly behind those deadlines make sure that nothing,
+not even a downstream that ignores deadlines, holds a response past its budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from emporium.gateway.model import (
+    CheckoutRequest,
+    Order,
+    PlacedOrder,
+    Product,
+    ProductList,
+    ProductPage,
+)
+from emporium.gateway.ports import Catalog, Orders, Recommendations
+from emporium.kit.errors import DeadlineExceeded, NotFound, ServiceError
+from emporium.kit.grpc.deadlines import deadline_scope
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The recommendations call gets this much longer than its gRPC deadline
+#: before the gateway stops waiting on its own, so the gRPC deadline normally
+#: fires first and the breaker counts the failure.
+SAFETY_MARGIN_SECONDS = 0.1
+
+
+class ReadCache(Protocol):
+    """The kit's TTLCache, as far as the storefront uses it."""
+
+    async def get_or_load(self, key: Any, loader: Callable[[], Awaitable[Any]]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Time budgets in seconds (PRODUCT_PAGE_BUDGET_MS, CHECKOUT_BUDGET_MS, ...)."""
+
+    product_page: float = 1.0
+    checkout: float = 3.0
+    recommendations: float = 0.25
+    max_recommendations: int = 4
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """Why a page was served without an optional part."""
+
+    dependency: str
+    reason: str
+
+
+class Storefront:
+    def __init__(
+        self,
+        catalog: Catalog,
+        recommendations: Recommendations,
+        orders: Orders,
+        *,
+        product_cache: ReadCache,
+        list_cache: ReadCache,
+        budgets: Budgets,
+    ) -> None:
+        self.catalog = catalog
+        self.recommendations = recommendations
+        self.orders = orders
+        self.product_cache = product_cache
+        self.list_cache = list_cache
+        self.budgets = budgets
+
+    async def list_products(self, page_size: int, page_token: str) -> ProductList:
+        with deadline_scope(self.budgets.product_page) as deadline:
+            async with _until(deadline, "catalog", "product list"):
+                result: ProductList = await self.list_cache.get_or_load(
+                    (page_size, page_token),
+                    lambda: self.catalog.list_products(page_size, page_token),
+                )
+                return result
+
+    async def product_page(self, product_id: str) -> tuple[ProductPage, Degradation | None]:
+        """The product and its recommendations, fetched in parallel.
+
+        The catalog is critical: its errors are the page's errors. The
+        recommendations are optional: when they fail, time out or their
+        breaker is open, the page comes without them and says so.
+        """
+        with deadline_scope(self.budgets.product_page) as deadline:
+            assert deadline is not None
+            recommended = asyncio.create_task(self._recommended(product_id, deadline))
+            try:
+                async with _until(deadline, "catalog", "product page"):
+                    product = await self._product(product_id)
+            except BaseException:
+                await _cancel(recommended)
+                raise
+            products, degradation = await recommended
+        page = ProductPage(product, products, recommendations_available=degradation is None)
+        return page, degradation
+
+    async def checkout(self, request: CheckoutRequest) -> PlacedOrder:
+        with deadline_scope(self.budgets.checkout) as deadline:
+            async with _until(deadline, "orders", "checkout"):
+                return await self.orders.place_order(request)
+
+    async def order(self, order_id: str) -> Order:
+        with deadline_scope(self.budgets.product_page) as deadline:
+            async with _until(deadline, "orders", "order status"):
+                return await self.orders.get_order(order_id)
+
+    async def _product(self, product_id: str) -> Product:
+        product: Product = await self.product_cache.get_or_load(
+            product_id, lambda: self.catalog.get_product(product_id)
+        )
+        return product
+
+    async def _recommended(
+        self, product_id: str, deadline: float
+    ) -> tuple[list[Product], Degradation | None]:
+        """Recommended products with names and prices, or why there are none."""
+        budget = min(self.budgets.recommendations + SAFETY_MARGIN_SECONDS, _left(deadline))
+        try:
+            async with asyncio.timeout(max(budget, 0)):
+                ids = await self.recommendations.list_recommendations(
+                    product_id, self.budgets.max_recommendations
+                )
+        except (ServiceError, TimeoutError) as error:
+            return [], self._degraded("recommendations", error)
+        except Exception as error:
+            # An optional part never takes the page down, not even through a bug.
+            log.exception("recommendations failed unexpectedly")
+            return [], self._degraded("recommendations", error)
+        wanted = list(dict.fromkeys(i for i in ids if i and i != product_id))
+        wanted = wanted[: self.budgets.max_recommendations]
+        if not wanted:
+            return [], None
+        # Names and prices come from the catalog (cached), within what is left
+        # of the page's budget: a slow catalog costs the recommendations, not the page.
+        try:
+            async with asyncio.timeout(max(_left(deadline) - 0.01, 0)):
+                found = await asyncio.gather(
+                    *(self._product(i) for i in wanted), return_exceptions=True
+                )
+        except TimeoutError as error:
+            return [], self._degraded("catalog", error)
+        products = [item for item in found if isinstance(item, Product)]
+        failures = [item for item in found if isinstance(item, BaseException) and not _gone(item)]
+        if failures and not products:
+            return [], self._degraded("catalog", failures[0])
+        return products, None
+
+    def _degraded(self, dependency: str, error: BaseException) -> Degradation:
+        if isinstance(error, TimeoutError):
+            reason = "did not answer in time"
+        else:
+            reason = getattr(error, "message", "") or str(error) or type(error).__name__
+        log.warning(
+            "product page served without recommendations",
+            extra={"dependency": dependency, "reason": reason, "error": type(error).__name__},
+        )
+        return Degradation(dependency, reason)
+
+
+def _gone(error: BaseException) -> bool:
+    """A recommended product that the catalog no longer has is simply left out."""
+    return isinstance(error, NotFound)
+
+
+def _left(deadline: float) -> float:
+    return deadline - time.monotonic()
+
+
+class _until:
+    """``asyncio.timeout`` at an absolute ``time.monotonic()`` deadline.
+
+    Expiry becomes DeadlineExceeded naming the dependency, so the HTTP layer
+    answers 504 with a message instead of a bare timeout.
+    """
+
+    def __init__(self, deadline: float | None, dependency: str, what: str) -> None:
+        self._deadline = deadline
+        self._dependency = dependency
+        self._what = what
+        self._timeout: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> None:
+        left = None if self._deadline is None else max(_left(self._deadline), 0)
+        self._timeout = asyncio.timeout(left)
+        await self._timeout.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self._timeout is not None
+        try:
+            await self._timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{self._dependency} did not answer within the {self._what} budget",
+                dependency=self._dependency,
+            ) from None
+
+
+async def _cancel(task: asyncio.Task[T]) -> None:
+    """Cancels a task nobody needs any more and waits until it has finished."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
