@@ -1,25 +1,48 @@
 """The local platform: real PostgreSQL and Kafka, provisioned, and the services.
 
 Standard library only, so it runs before any virtual environment exists.
-The command line is ``python3 scripts/platform.py <command>``; tests import
-this package (``scripts/`` must not be put on ``sys.path`` itself, since
-``scripts/platform.py`` would then shadow the standard ``platform`` module;
-see ``load()`` in tests/platform/conftest.py).
+The command line is ``python3 scripts/platform.py <command>``. Tests load this
+package from its file as ``emporium_platform`` (see ``load_platform()`` in
+tests/platform/conftest.py); ``scripts/`` itself must not go on ``sys.path``,
+where ``scripts/platform.py`` would shadow the standard ``platform`` module.
 
 Each function reads its settings from the environment when called.
 """
 
 from __future__ import annotations
 
-from . import environment, kafka, postgres
+from . import environment, kafka, postgres, services
 from .progress import PlatformError
 from .settings import DATA_SERVICES, SERVICES, TOPICS, Settings
 
 __all__ = [
-    "DATA_SERVICES", "SERVICES", "TOPICS", "PlatformError", "Settings",
-    "admin_url", "ensure_started", "install", "kafka_bootstrap", "kafka_topics",
-    "provision", "service_env", "settings", "start_kafka", "start_postgres",
-    "stop_kafka", "stop_postgres", "kafka_running", "postgres_running",
+    "DATA_SERVICES",
+    "SERVICES",
+    "TOPICS",
+    "PlatformError",
+    "Settings",
+    "admin_url",
+    "down",
+    "ensure_started",
+    "freeze_service",
+    "install",
+    "kafka_bootstrap",
+    "kafka_running",
+    "kafka_topics",
+    "postgres_running",
+    "provision",
+    "service_env",
+    "service_ready",
+    "service_running",
+    "settings",
+    "start_kafka",
+    "start_postgres",
+    "start_service",
+    "stop_kafka",
+    "stop_postgres",
+    "stop_service",
+    "thaw_service",
+    "up",
 ]
 
 
@@ -102,3 +125,35 @@ def kafka_topics() -> dict[str, int]:
     return kafka.topics(settings())
 
 
+def up() -> None:
+    """start + provision, then every service (catalog migrated and seeded first)."""
+    services.up(settings())
+
+
+def down() -> None:
+    """Stops the services, then the Kafka and PostgreSQL servers the runner started."""
+    services.down(settings())
+
+
+def start_service(name: str) -> None:
+    services.start_service(settings(), name)
+
+
+def stop_service(name: str) -> bool:
+    return services.stop_service(settings(), name)
+
+
+def freeze_service(name: str) -> None:
+    services.freeze_service(settings(), name)
+
+
+def thaw_service(name: str) -> None:
+    services.thaw_service(settings(), name)
+
+
+def service_running(name: str) -> bool:
+    return services.service_pid(settings(), name) is not None
+
+
+def service_ready(name: str) -> bool:
+    return services.ready(name)

@@ -20,5 +20,8 @@ def install(packages: list[str]) -> None:
     if not _updated:
         run(["apt-get", "update", "-q"], env=env, timeout=900)
         _updated = True
-    run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        env=env, timeout=1800)
+    run(
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+        env=env,
+        timeout=1800,
+    )

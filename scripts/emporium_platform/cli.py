@@ -8,24 +8,27 @@ import shlex
 import sys
 import time
 
-from . import environment, kafka, postgres
+from . import environment, kafka, postgres, services
 from .progress import PlatformError, note
 from .settings import SERVICES, Settings
 
 
 def _install(s: Settings, _: argparse.Namespace) -> None:
     from . import install
+
     install()
 
 
 def _start(s: Settings, _: argparse.Namespace) -> None:
     from . import ensure_started
+
     ensure_started()
     _print_endpoints(s)
 
 
 def _provision(s: Settings, _: argparse.Namespace) -> None:
     from . import provision
+
     provision()
 
 
@@ -44,6 +47,7 @@ def _admin_url(s: Settings, _: argparse.Namespace) -> None:
 
 def _start_postgres(s: Settings, _: argparse.Namespace) -> None:
     from . import start_postgres
+
     start_postgres()
 
 
@@ -56,6 +60,7 @@ def _stop_postgres(s: Settings, _: argparse.Namespace) -> None:
 
 def _start_kafka(s: Settings, _: argparse.Namespace) -> None:
     from . import start_kafka
+
     start_kafka()
 
 
@@ -67,31 +72,28 @@ def _stop_kafka(s: Settings, _: argparse.Namespace) -> None:
 
 
 def _print_endpoints(s: Settings) -> None:
-    note(f"postgres: {'external' if not s.local_postgres else 'local'}; superuser DSN: "
-         f"`python3 scripts/platform.py admin-url`; log: {postgres.log_path(s)}")
+    note(
+        f"postgres: {'external' if not s.local_postgres else 'local'}; superuser DSN: "
+        f"`python3 scripts/platform.py admin-url`; log: {postgres.log_path(s)}"
+    )
     note(f"kafka: {s.kafka_bootstrap}; log: {kafka.log_path(s)}")
 
 
 def _status(s: Settings, _: argparse.Namespace) -> None:
     rows = []
     if s.local_postgres:
-        pid = postgres.server_pid(s) if postgres.is_running(s) else None
-        rows.append(("postgres", f"127.0.0.1:{s.pg_port}", "running" if pid else "stopped",
-                     str(pid or "-")))
+        pg_pid = postgres.server_pid(s) if postgres.is_running(s) else None
+        state = "running" if pg_pid else "stopped"
+        rows.append(("postgres", f"127.0.0.1:{s.pg_port}", state, str(pg_pid or "-")))
     else:
         rows.append(("postgres", "external", "-", "-"))
     if s.local_kafka:
-        pid = kafka.server_pid(s)
-        rows.append(("kafka", s.kafka_bootstrap, "running" if pid else "stopped",
-                     str(pid or "-")))
+        kafka_pid = kafka.server_pid(s)
+        state = "running" if kafka_pid else "stopped"
+        rows.append(("kafka", s.kafka_bootstrap, state, str(kafka_pid or "-")))
     else:
         rows.append(("kafka", f"external {s.kafka_bootstrap}", "-", "-"))
-    try:
-        from . import services
-    except ImportError:
-        services = None  # type: ignore[assignment]
-    if services is not None:
-        rows.extend(services.status_rows(s))
+    rows.extend(services.status_rows(s))
     width = max(len(r[1]) for r in rows)
     for name, where, state, pid in rows:
         print(f"{name:<16} {where:<{width}}  {state:<10} pid {pid}")
@@ -118,12 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("start-postgres", _start_postgres, "start the local PostgreSQL server")
     add("stop-kafka", _stop_kafka, "stop the local Kafka server (fault tests)")
     add("start-kafka", _start_kafka, "start the local Kafka server")
-    try:
-        from . import services
-    except ImportError:
-        pass
-    else:
-        services.add_commands(add)
+    services.add_commands(add)
     return p
 
 

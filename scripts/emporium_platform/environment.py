@@ -16,9 +16,17 @@ DOWNSTREAMS = {
 # service starts, so a service sees exactly what `env` prints.
 CONTRACT_PREFIXES = ("OTEL_", "KAFKA_", "DATABASE_", "CATALOG_", "RECOMMENDATIONS_", "ORDERS_")
 CONTRACT_NAMES = {
-    "ENVIRONMENT", "LOG_LEVEL", "BIND_HOST", "GRPC_PORT", "ADMIN_PORT", "HTTP_PORT",
-    "SHUTDOWN_GRACE_SECONDS", "HEALTH_CHECK_INTERVAL_SECONDS", "PRODUCT_PAGE_BUDGET_MS",
-    "CHECKOUT_BUDGET_MS", "CACHE_TTL_SECONDS",
+    "ENVIRONMENT",
+    "LOG_LEVEL",
+    "BIND_HOST",
+    "GRPC_PORT",
+    "ADMIN_PORT",
+    "HTTP_PORT",
+    "SHUTDOWN_GRACE_SECONDS",
+    "HEALTH_CHECK_INTERVAL_SECONDS",
+    "PRODUCT_PAGE_BUDGET_MS",
+    "CHECKOUT_BUDGET_MS",
+    "CACHE_TTL_SECONDS",
 }
 
 # Drain time of a service after SIGTERM locally; stop-service waits a little longer.

@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apt
-from .progress import PlatformError, note, pid_alive, run, step, tail, wait_until
+from .progress import (
+    PlatformError,
+    note,
+    pid_alive,
+    run,
+    spawn_detached,
+    step,
+    tail,
+    wait_until,
+)
 from .settings import TOPICS, Settings
 
 MAVEN_POM = """<?xml version="1.0" encoding="UTF-8"?>
@@ -41,7 +50,7 @@ MAVEN_POM = """<?xml version="1.0" encoding="UTF-8"?>
     <dependency>
       <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>{kafka}</version>
     </dependency>
-    <!-- Kafka logs through SLF4J 1.7; these route it to Log4j 2 (as the Apache distribution does). -->
+    <!-- Kafka logs through SLF4J 1.7; these route it to Log4j 2, as its distribution does. -->
     <dependency>
       <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>{log4j}</version>
     </dependency>
@@ -81,7 +90,7 @@ logger.request.name = kafka.request.logger
 logger.request.level = WARN
 """
 
-TOOLS_LOG4J2 = """# Logging of Kafka's command-line tools run by the local runner: warnings to stderr.
+TOOLS_LOG4J2 = """# Kafka's command-line tools run by the local runner: warnings to stderr.
 status = warn
 name = emporium-kafka-tools
 appender.err.type = Console
@@ -98,13 +107,15 @@ BROKER_ID = 1
 
 # --- install ----------------------------------------------------------------
 
+
 def _java(s: Settings) -> Path:
     return s.java_home / "bin" / "java"
 
 
 def _pom(s: Settings) -> str:
-    return MAVEN_POM.format(kafka=s.kafka_version, log4j=s.log4j_version,
-                            plugin=s.maven_dependency_plugin_version)
+    return MAVEN_POM.format(
+        kafka=s.kafka_version, log4j=s.log4j_version, plugin=s.maven_dependency_plugin_version
+    )
 
 
 def _marker(s: Settings) -> Path:
@@ -113,8 +124,10 @@ def _marker(s: Settings) -> Path:
 
 def installed(s: Settings) -> bool:
     marker = _marker(s)
-    return marker.exists() and marker.read_text().strip() == hashlib.sha256(
-        _pom(s).encode()).hexdigest()
+    return (
+        marker.exists()
+        and marker.read_text().strip() == hashlib.sha256(_pom(s).encode()).hexdigest()
+    )
 
 
 def install(s: Settings) -> None:
@@ -138,9 +151,20 @@ def install(s: Settings) -> None:
             staging = home / "libs.partial"
             shutil.rmtree(staging, ignore_errors=True)
             env = {**os.environ, "JAVA_HOME": str(s.java_home)}
-            run(["mvn", "-q", "-B", "-f", home / "pom.xml",
-                 "dependency:copy-dependencies", "-DincludeScope=runtime",
-                 f"-DoutputDirectory={staging}"], env=env, timeout=1800)
+            run(
+                [
+                    "mvn",
+                    "-q",
+                    "-B",
+                    "-f",
+                    home / "pom.xml",
+                    "dependency:copy-dependencies",
+                    "-DincludeScope=runtime",
+                    f"-DoutputDirectory={staging}",
+                ],
+                env=env,
+                timeout=1800,
+            )
             if not list(staging.glob(f"kafka_2.13-{s.kafka_version}.jar")):
                 raise PlatformError(f"Maven did not deliver kafka_2.13-{s.kafka_version}.jar")
             shutil.rmtree(s.kafka_libs, ignore_errors=True)
@@ -151,6 +175,7 @@ def install(s: Settings) -> None:
 
 
 # --- configuration ------------------------------------------------------------
+
 
 def config_path(s: Settings) -> Path:
     return s.kafka_dir / "server.properties"
@@ -174,7 +199,9 @@ def pid_path(s: Settings) -> Path:
 
 def _write_config(s: Settings) -> None:
     s.kafka_dir.mkdir(parents=True, exist_ok=True)
-    config_path(s).write_text(f"""# Single-node KRaft server of the local runner; rewritten at every start.
+    config_path(
+        s
+    ).write_text(f"""# Single-node KRaft server of the local runner; rewritten at every start.
 process.roles=broker,controller
 node.id={BROKER_ID}
 controller.quorum.voters={BROKER_ID}@127.0.0.1:{s.kafka_controller_port}
@@ -211,18 +238,28 @@ def _cluster_id(s: Settings) -> str:
     return value
 
 
-def tool(s: Settings, main_class: str, *args: str, timeout: float = 120,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
+def tool(
+    s: Settings, main_class: str, *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Runs one of Kafka's command-line tools (a main class from the jars)."""
-    cmd = [str(_java(s)), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-           "-Xshare:auto", "-Djava.awt.headless=true",
-           f"-Dlog4j2.configurationFile={s.kafka_home / 'log4j2-tools.properties'}",
-           "-cp", f"{s.kafka_libs}/*", main_class, *args]
-    return run(cmd, env={**os.environ, "JAVA_HOME": str(s.java_home)}, timeout=timeout,
-               check=check)
+    cmd = [
+        str(_java(s)),
+        "-Xmx256m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-Xshare:auto",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={s.kafka_home / 'log4j2-tools.properties'}",
+        "-cp",
+        f"{s.kafka_libs}/*",
+        main_class,
+        *args,
+    ]
+    return run(cmd, env={**os.environ, "JAVA_HOME": str(s.java_home)}, timeout=timeout, check=check)
 
 
 # --- lifecycle ----------------------------------------------------------------
+
 
 def server_pid(s: Settings) -> int | None:
     """The pid of our broker if it runs (checked against its command line)."""
@@ -261,34 +298,53 @@ def start(s: Settings, timeout: float = 90) -> None:
     _write_config(s)
     if not (data_dir(s) / "meta.properties").exists():
         with step("kafka: format KRaft storage"):
-            tool(s, "kafka.tools.StorageTool", "format", "-t", _cluster_id(s),
-                 "-c", str(config_path(s)))
+            tool(
+                s,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(s),
+                "-c",
+                str(config_path(s)),
+            )
     with step(f"kafka: start on {s.kafka_bootstrap} (controller :{s.kafka_controller_port})"):
-        out = stdout_path(s).open("ab")
-        cmd = [str(_java(s)), "-Xms128m", f"-Xmx{s.kafka_heap}", "-XX:+UseG1GC",
-               "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError",
-               "-Djava.awt.headless=true",
-               f"-Dkafka.logs.dir={s.logs_dir}",
-               f"-Dlog4j2.configurationFile={s.kafka_dir / 'log4j2.properties'}",
-               "-cp", f"{s.kafka_libs}/*", "kafka.Kafka", str(config_path(s))]
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                cwd=s.kafka_dir, start_new_session=True,
-                                env={**os.environ, "JAVA_HOME": str(s.java_home)})
-        out.close()
-        pid_path(s).write_text(f"{proc.pid}\n")
+        cmd = [
+            str(_java(s)),
+            "-Xms128m",
+            f"-Xmx{s.kafka_heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={s.logs_dir}",
+            f"-Dlog4j2.configurationFile={s.kafka_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{s.kafka_libs}/*",
+            "kafka.Kafka",
+            str(config_path(s)),
+        ]
+        pid = spawn_detached(
+            cmd,
+            log=stdout_path(s),
+            cwd=s.kafka_dir,
+            env={**os.environ, "JAVA_HOME": str(s.java_home)},
+        )
+        pid_path(s).write_text(f"{pid}\n")
         deadline = time.monotonic() + timeout
         while True:
-            if proc.poll() is not None:
+            if not pid_alive(pid):
                 raise PlatformError(
-                    f"kafka exited with status {proc.returncode}; logs: {log_path(s)}, "
+                    f"kafka exited during start; logs: {log_path(s)}, "
                     f"{stdout_path(s)}\n--- {log_path(s)} ---\n{tail(log_path(s))}\n"
-                    f"--- {stdout_path(s)} ---\n{tail(stdout_path(s), 20)}")
+                    f"--- {stdout_path(s)} ---\n{tail(stdout_path(s), 20)}"
+                )
             if _ready(s):
                 break
             if time.monotonic() > deadline:
                 raise PlatformError(
-                    f"kafka did not answer within {timeout:.0f}s (pid {proc.pid} left "
-                    f"running); logs: {log_path(s)}\n{tail(log_path(s))}")
+                    f"kafka did not answer within {timeout:.0f}s (pid {pid} left "
+                    f"running); logs: {log_path(s)}\n{tail(log_path(s))}"
+                )
             time.sleep(0.5)
 
 
@@ -311,6 +367,7 @@ def stop(s: Settings, grace: float = 60) -> bool:
 
 
 # --- the Kafka protocol, just enough for Metadata ------------------------------
+
 
 @dataclass
 class ClusterMetadata:
@@ -335,7 +392,7 @@ class _Reader:
         n = self.take(">h")
         if n < 0:
             return None
-        value = self.data[self.pos:self.pos + n].decode()
+        value = self.data[self.pos : self.pos + n].decode()
         self.pos += n
         return value
 
@@ -422,6 +479,7 @@ def topics(s: Settings) -> dict[str, int]:
 
 # --- provisioning -----------------------------------------------------------
 
+
 def provision(s: Settings) -> None:
     wait_ready(s, timeout=30)
     existing = topics(s)
@@ -429,17 +487,39 @@ def provision(s: Settings) -> None:
         have = existing.get(name)
         if have is None:
             with step(f"kafka: create topic {name} ({partitions} partitions)"):
-                tool(s, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
-                     s.kafka_bootstrap, "--create", "--if-not-exists", "--topic", name,
-                     "--partitions", str(partitions), "--replication-factor", "1")
+                tool(
+                    s,
+                    "org.apache.kafka.tools.TopicCommand",
+                    "--bootstrap-server",
+                    s.kafka_bootstrap,
+                    "--create",
+                    "--if-not-exists",
+                    "--topic",
+                    name,
+                    "--partitions",
+                    str(partitions),
+                    "--replication-factor",
+                    "1",
+                )
         elif have < partitions:
             with step(f"kafka: grow topic {name} from {have} to {partitions} partitions"):
-                tool(s, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server",
-                     s.kafka_bootstrap, "--alter", "--topic", name,
-                     "--partitions", str(partitions))
+                tool(
+                    s,
+                    "org.apache.kafka.tools.TopicCommand",
+                    "--bootstrap-server",
+                    s.kafka_bootstrap,
+                    "--alter",
+                    "--topic",
+                    name,
+                    "--partitions",
+                    str(partitions),
+                )
         elif have != partitions:
-            note(f"kafka: topic {name} has {have} partitions, expected {partitions} "
-                 "(partitions cannot be removed; left as is)")
+            note(
+                f"kafka: topic {name} has {have} partitions, expected {partitions} "
+                "(partitions cannot be removed; left as is)"
+            )
+
     def missing() -> list[str]:
         now = topics(s)
         return [t for t in TOPICS if t not in now]

@@ -24,11 +24,15 @@ SUPERUSER = "postgres"
 SUPERUSER_SECRET = "postgres-superuser"
 CONF_NAME = "emporium.conf"
 # Query parameters of an admin URL passed on to libpq and to the service URLs.
-_LIBPQ_PARAMS = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
-                 "connect_timeout": "PGCONNECT_TIMEOUT"}
+_LIBPQ_PARAMS = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+}
 
 
 # --- binaries ---------------------------------------------------------------
+
 
 def bin_dir(s: Settings) -> Path | None:
     preferred = Path(f"/usr/lib/postgresql/{s.postgres_major}/bin")
@@ -67,6 +71,7 @@ def install(s: Settings) -> None:
 
 # --- the server user ----------------------------------------------------------
 
+
 def _server_user() -> str | None:
     """The OS user that runs the server: `postgres` for root, else ourselves."""
     if os.geteuid() != 0:
@@ -97,11 +102,16 @@ def log_path(s: Settings) -> Path:
 
 # --- lifecycle ----------------------------------------------------------------
 
+
 def is_running(s: Settings) -> bool:
     if not (s.pg_data / "PG_VERSION").exists():
         return False
-    res = run([_binary(s, "pg_ctl"), "-D", s.pg_data, "status"], user=_server_user(),
-              env=_pg_env(), check=False)
+    res = run(
+        [_binary(s, "pg_ctl"), "-D", s.pg_data, "status"],
+        user=_server_user(),
+        env=_pg_env(),
+        check=False,
+    )
     return res.returncode == 0
 
 
@@ -123,14 +133,30 @@ def _initdb(s: Settings, user: str | None) -> None:
         f.write(password + "\n")
     _give(pwfile, user, 0o600)
     try:
-        run([_binary(s, "initdb"), "-D", s.pg_data, "-U", SUPERUSER, f"--pwfile={pwfile}",
-             "--auth-local=scram-sha-256", "--auth-host=scram-sha-256",
-             "-E", "UTF8", "--locale=C"], user=user, env=_pg_env())
+        run(
+            [
+                _binary(s, "initdb"),
+                "-D",
+                s.pg_data,
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+            user=user,
+            env=_pg_env(),
+        )
     finally:
         pwfile.unlink(missing_ok=True)
     with (s.pg_data / "postgresql.conf").open("a") as f:
-        f.write(f"\n# Settings of the local runner, rewritten at every start.\n"
-                f"include_if_exists = '{CONF_NAME}'\n")
+        f.write(
+            f"\n# Settings of the local runner, rewritten at every start.\n"
+            f"include_if_exists = '{CONF_NAME}'\n"
+        )
 
 
 def _write_conf(s: Settings, user: str | None) -> None:
@@ -170,13 +196,28 @@ def start(s: Settings, timeout: float = 60) -> None:
     log.touch(exist_ok=True)
     _give(log, user, 0o644)
     with step(f"postgres: start on 127.0.0.1:{s.pg_port}"):
-        res = run([_binary(s, "pg_ctl"), "-D", s.pg_data, "-l", log, "-w",
-                   "-t", str(int(timeout)), "start"],
-                  user=user, env=_pg_env(), check=False, timeout=timeout + 15)
+        res = run(
+            [
+                _binary(s, "pg_ctl"),
+                "-D",
+                s.pg_data,
+                "-l",
+                log,
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            user=user,
+            env=_pg_env(),
+            check=False,
+            timeout=timeout + 15,
+        )
         if res.returncode != 0:
             raise PlatformError(
                 f"postgres did not start (exit {res.returncode}); log: {log}\n"
-                f"{res.stdout}{res.stderr}\n--- {log} ---\n{tail(log)}")
+                f"{res.stdout}{res.stderr}\n--- {log} ---\n{tail(log)}"
+            )
         check_ready(s)
 
 
@@ -194,13 +235,27 @@ def stop(s: Settings, timeout: float = 60) -> bool:
     if not s.local_postgres or not is_running(s):
         return False
     with step("postgres: stop"):
-        run([_binary(s, "pg_ctl"), "-D", s.pg_data, "-m", "fast", "-w",
-             "-t", str(int(timeout)), "stop"], user=_server_user(), env=_pg_env(),
-            timeout=timeout + 15)
+        run(
+            [
+                _binary(s, "pg_ctl"),
+                "-D",
+                s.pg_data,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "stop",
+            ],
+            user=_server_user(),
+            env=_pg_env(),
+            timeout=timeout + 15,
+        )
     return True
 
 
 # --- connecting -------------------------------------------------------------
+
 
 def _split_admin_url(url: str) -> tuple[dict[str, str], dict[str, str]]:
     """Returns (libpq environment, query parameters) of a postgresql:// URL."""
@@ -222,6 +277,11 @@ def _split_admin_url(url: str) -> tuple[dict[str, str], dict[str, str]]:
     return env, {k: v for k, v in query.items() if k in _LIBPQ_PARAMS}
 
 
+def libpq_env(url: str) -> dict[str, str]:
+    """PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (and SSL settings) of a URL."""
+    return _split_admin_url(url)[0]
+
+
 def admin_libpq_env(s: Settings) -> dict[str, str]:
     if s.external_postgres_url:
         return _split_admin_url(s.external_postgres_url)[0]
@@ -234,8 +294,9 @@ def admin_libpq_env(s: Settings) -> dict[str, str]:
     }
 
 
-def _url(user: str, password: str, host: str, port: str, db: str,
-         query: dict[str, str] | None = None) -> str:
+def _url(
+    user: str, password: str, host: str, port: str, db: str, query: dict[str, str] | None = None
+) -> str:
     q = lambda v: urllib.parse.quote(v, safe="")  # noqa: E731
     host = f"[{host}]" if ":" in host else host
     url = f"postgresql://{q(user)}:{q(password)}@{host}:{port}/{q(db)}"
@@ -266,19 +327,25 @@ def service_url(s: Settings, service: str) -> str:
     return _url(service, service_password(s, service), host, port, service, query)
 
 
-def psql(s: Settings, sql: str, *, database: str | None = None,
-         libpq_env: dict[str, str] | None = None) -> str:
+def psql(
+    s: Settings, sql: str, *, database: str | None = None, libpq_env: dict[str, str] | None = None
+) -> str:
     """Runs SQL (from stdin, so passwords stay out of the process list)."""
     env = _pg_env()
     env.update(libpq_env or admin_libpq_env(s))
     if database:
         env["PGDATABASE"] = database
-    res = run([_binary(s, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
-              env=env, input=sql, timeout=60)
+    res = run(
+        [_binary(s, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"],
+        env=env,
+        input=sql,
+        timeout=60,
+    )
     return res.stdout.strip()
 
 
 # --- provisioning ---------------------------------------------------------
+
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'

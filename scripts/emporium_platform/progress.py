@@ -124,3 +124,32 @@ def wait_until(predicate, timeout: float, interval: float = 0.25) -> bool:  # ty
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def spawn_detached(
+    cmd: Sequence[str | os.PathLike[str]], *, log: Path, cwd: Path, env: Mapping[str, str]
+) -> int:
+    """Starts a long-running server in its own session, detached from us.
+
+    A shell starts it in the background and exits, so the server is adopted by
+    init and reaped there: callers that live long (a test session) do not
+    collect zombies, and the server outlives the runner. Returns its pid.
+    """
+    shell = subprocess.run(
+        [
+            "/bin/sh",
+            "-c",
+            'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!',
+            "sh",
+            str(log),
+            *[str(c) for c in cmd],
+        ],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        check=True,
+        text=True,
+    )
+    return int(shell.stdout.strip())

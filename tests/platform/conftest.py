@@ -1,0 +1,129 @@
+"""Fixtures for the local platform runner's own tests.
+
+`load_platform()` imports scripts/emporium_platform by file (as
+`emporium_platform`), the same way `python3 scripts/platform.py` does; other
+test folders can copy it. Putting `scripts/` on sys.path instead would let
+scripts/platform.py shadow the standard `platform` module.
+
+Two instances are used:
+
+- `shared`: the default instance (ports 55432 / 59092, state in .run/) that
+  every other test and engineer uses; these tests only start it if needed
+  and never stop it.
+- `private`: a second PostgreSQL and Kafka with their own state directory and
+  ports, for the tests that stop and restart servers, so they never disturb
+  the shared ones. It is stopped and removed at the end of the module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = ROOT / "scripts" / "platform.py"
+PLATFORM_VARIABLES = (
+    "EMPORIUM_STATE_DIR",
+    "EMPORIUM_PG_PORT",
+    "EMPORIUM_KAFKA_PORT",
+    "EMPORIUM_KAFKA_CONTROLLER_PORT",
+    "EMPORIUM_POSTGRES_ADMIN_URL",
+    "EMPORIUM_KAFKA_BOOTSTRAP",
+)
+
+
+def load_platform() -> ModuleType:
+    if "emporium_platform" in sys.modules:
+        return sys.modules["emporium_platform"]
+    package = ROOT / "scripts" / "emporium_platform"
+    spec = importlib.util.spec_from_file_location(
+        "emporium_platform", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["emporium_platform"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def platform_env(**values: str | None) -> Iterator[None]:
+    """Sets (or with None removes) EMPORIUM_* variables for the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Runs `python3 scripts/platform.py ...` with the system interpreter's stdlib only."""
+    return subprocess.run(
+        [sys.executable, "-I", str(RUNNER), *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def ep() -> ModuleType:
+    return load_platform()
+
+
+@pytest.fixture(scope="session")
+def shared(ep: ModuleType) -> ModuleType:
+    """The default instance, started and provisioned (never stopped here)."""
+    with platform_env(**{k: None for k in PLATFORM_VARIABLES}):
+        ep.ensure_started()
+        ep.provision()
+    return ep
+
+
+@pytest.fixture(scope="module")
+def private(ep: ModuleType) -> Iterator[dict[str, str]]:
+    """A second PostgreSQL + Kafka on their own ports; yields their EMPORIUM_* variables."""
+    # Under the repository's .run/: the PostgreSQL server user must be able to
+    # reach the directory (pytest's own temporary folders are private to root).
+    state = ROOT / ".run" / f"test-{uuid.uuid4().hex[:8]}"
+    values = {
+        "EMPORIUM_STATE_DIR": str(state),
+        "EMPORIUM_PG_PORT": "55442",
+        "EMPORIUM_KAFKA_PORT": "59102",
+        "EMPORIUM_KAFKA_CONTROLLER_PORT": "59103",
+        "EMPORIUM_POSTGRES_ADMIN_URL": None,
+        "EMPORIUM_KAFKA_BOOTSTRAP": None,
+    }
+    with platform_env(**values):
+        try:
+            ep.ensure_started()
+            ep.provision()
+            yield {k: v for k, v in values.items() if v is not None}
+        finally:
+            ep.down()
+            shutil.rmtree(state, ignore_errors=True)
