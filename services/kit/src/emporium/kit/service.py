@@ -38,8 +38,8 @@ import grpc
 from starlette.types import ASGIApp
 
 from emporium.kit.admin import EmbeddedServer, LoopHeartbeat, build_admin_app, http_server
-from emporium.kit.config import ServiceSettings
-from emporium.kit.grpc import build_server, set_serving
+from emporium.kit.config import Downstream, ServiceSettings
+from emporium.kit.grpc import BreakerRegistry, DownstreamClient, build_server, set_serving
 from emporium.kit.health import HealthRegistry
 from emporium.kit.logging import configure_logging
 from emporium.kit.telemetry import configure_tracing
@@ -67,6 +67,8 @@ class Service:
             endpoint=settings.otel_exporter_otlp_endpoint,
         )
         self.health = HealthRegistry(interval_seconds=settings.health_check_interval_seconds)
+        self.breakers = BreakerRegistry()
+        self.breakers.expose_on(self.health)
         self._grpc_services: list[tuple[Callable[[Any, grpc.aio.Server], None], Any, str]] = []
         self._http_apps: list[tuple[ASGIApp, int]] = []
         self._components: list[tuple[str, Component]] = []
@@ -78,6 +80,19 @@ class Service:
     ) -> None:
         """Registers a servicer; ``name`` is its full name for health and reflection."""
         self._grpc_services.append((add_to_server, servicer, name))
+
+    def client(self, downstream: Downstream, *, critical: bool) -> DownstreamClient:
+        """A client for a downstream, with its breaker and health check registered.
+
+        ``critical`` says whether this service can serve its critical path
+        without that downstream (it decides ``/readyz``). The channel is closed
+        on shutdown.
+        """
+        client = DownstreamClient(
+            downstream, health=self.health, critical=critical, breakers=self.breakers
+        )
+        self.on_shutdown(client.close)
+        return client
 
     def add_http_app(self, app: ASGIApp, port: int) -> None:
         self._http_apps.append((app, port))
