@@ -725,3 +725,17 @@ async def test_downstream_health_check_and_breakers_in_healthz(
     healthy, body = registry.report()
     assert not healthy
     assert "NOT_SERVING" in body["dependencies"]["catalog-health"]["detail"]
+
+
+async def test_an_unreachable_downstream_is_down_in_healthz_with_a_short_detail(
+    connect: Connect,
+) -> None:
+    registry = HealthRegistry(check_timeout_seconds=1.0)
+    connect(1, name="catalog-unreachable", health=registry, critical=False)  # nothing on port 1
+    await registry.run_once()
+    healthy, body = registry.report()
+    dependency = body["dependencies"]["catalog-unreachable"]
+    assert healthy  # not critical
+    assert dependency["status"] == "down"
+    assert dependency["detail"].startswith("ConnectionError: UNAVAILABLE")
+    assert "\n" not in dependency["detail"]

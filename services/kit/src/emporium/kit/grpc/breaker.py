@@ -26,7 +26,7 @@ under the breaker's lock for bookkeeping only, never across an ``await``:
 
 The only pybreaker internals used are ``_lock``, ``_state_storage.opened_at``
 and the state objects' ``_handle_success``/``_handle_error``; they are the same
-in 1.0 through 1.4.1 and covered by tests/test_breaker.py.
+in 1.0 through 1.4.1 and covered by services/kit/tests/test_breaker.py.
 """
 
 from __future__ import annotations

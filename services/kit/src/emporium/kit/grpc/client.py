@@ -248,9 +248,13 @@ class DownstreamClient:
 
     async def check_health(self) -> str:
         """Background check: the downstream's grpc.health.v1.Health/Check."""
-        reply = await self._health_stub.Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_CHECK_TIMEOUT_SECONDS
-        )
+        try:
+            reply = await self._health_stub.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_CHECK_TIMEOUT_SECONDS
+            )
+        except grpc.RpcError as error:
+            # One line for /healthz instead of the multi-line debug string.
+            raise ConnectionError(f"{error.code().name}: {error.details()}") from None
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError(f"{self.name} reports {status}")
