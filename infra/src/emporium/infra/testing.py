@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
-from emporium.infra.settings import CONFIG_NAMESPACE, INFRA_DIR, stack_file
+from emporium.infra.settings import CONFIG_NAMESPACE, INFRA_DIR, StackSettings, stack_file
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -69,7 +69,8 @@ class _Mocks(pulumi.runtime.Mocks):
         self.lock = threading.Lock()
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        registered = Registered(args.typ, args.name, dict(args.inputs))
+        # Inputs as policies see them: secrets unwrapped (their paths are kept apart).
+        registered = Registered(args.typ, args.name, _unwrap_secrets(dict(args.inputs)))
         with self.lock:
             self.resources.append(registered)
             self.by_key[(args.typ, args.name)] = registered
@@ -117,6 +118,16 @@ class _Monitor(pulumi_mocks.MockMonitor):
             raw = json_format.MessageToDict(request.object)
             registered.secret_paths = set(_secret_paths(raw))
         return response
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+            return _unwrap_secrets(value.get("value"))
+        return {key: _unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(item) for item in value]
+    return value
 
 
 def _strip_references(value: Any) -> Any:
@@ -184,6 +195,10 @@ def run(
 
     body()
     return Run(mocks.resources, exports, secret_exports)
+
+
+def settings_for(stack: str) -> StackSettings:
+    return StackSettings.from_stack_file(stack_file(stack))
 
 
 def run_stack(stack: str, extra_config: dict[str, str] | None = None) -> Run:
