@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from emporium.kit.health import HealthRegistry
 
@@ -81,7 +82,7 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
-def http_server(app: Starlette, host: str, port: int) -> EmbeddedServer:
+def http_server(app: ASGIApp, host: str, port: int) -> EmbeddedServer:
     config = uvicorn.Config(
         app,
         host=host,

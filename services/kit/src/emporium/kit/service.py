@@ -31,7 +31,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 import grpc
@@ -130,9 +130,11 @@ class Service:
             service_names=[name for _, _, name in self._grpc_services],
         )
         service_names = [name for _, _, name in self._grpc_services]
-        self.health.on_readiness_change(
-            lambda ready: set_serving(health_servicer, service_names, ready)
-        )
+
+        def follow_readiness(ready: bool) -> None:
+            set_serving(health_servicer, service_names, ready)
+
+        self.health.on_readiness_change(follow_readiness)
         await grpc_server.start()
         http_servers: list[EmbeddedServer] = []
         for app, port in self._http_apps:
@@ -209,8 +211,8 @@ class Service:
 
 def run_cli(
     name: str,
-    serve: Callable[[], Awaitable[None]],
-    commands: dict[str, Callable[[], Awaitable[Any]]] | None = None,
+    serve: Callable[[], Coroutine[Any, Any, None]],
+    commands: dict[str, Callable[[], Coroutine[Any, Any, Any]]] | None = None,
 ) -> None:
     """Entry point of a service's console script: no argument serves, else runs a command."""
     commands = commands or {}
