@@ -10,7 +10,6 @@ request), so they cost no JVM start; topics are created with Kafka's own
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import shutil
 import signal
@@ -122,12 +121,14 @@ def _marker(s: Settings) -> Path:
     return s.kafka_home / ".complete"
 
 
+def _fingerprint(s: Settings) -> str:
+    """What the jars depend on: a change of either pin fetches them again."""
+    return f"kafka_2.13 {s.kafka_version}; log4j {s.log4j_version}"
+
+
 def installed(s: Settings) -> bool:
     marker = _marker(s)
-    return (
-        marker.exists()
-        and marker.read_text().strip() == hashlib.sha256(_pom(s).encode()).hexdigest()
-    )
+    return marker.exists() and marker.read_text().strip() == _fingerprint(s)
 
 
 def install(s: Settings) -> None:
@@ -169,7 +170,7 @@ def install(s: Settings) -> None:
                 raise PlatformError(f"Maven did not deliver kafka_2.13-{s.kafka_version}.jar")
             shutil.rmtree(s.kafka_libs, ignore_errors=True)
             staging.rename(s.kafka_libs)
-            _marker(s).write_text(hashlib.sha256(_pom(s).encode()).hexdigest() + "\n")
+            _marker(s).write_text(_fingerprint(s) + "\n")
         note(f"kafka: {len(list(s.kafka_libs.glob('*.jar')))} jars in {s.kafka_libs}")
     (s.kafka_home / "log4j2-tools.properties").write_text(TOOLS_LOG4J2)
 
