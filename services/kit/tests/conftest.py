@@ -166,16 +166,22 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, topics: list[str]) -> Non
     raise TimeoutError(f"topics {topics} did not appear")
 
 
-async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 15.0) -> list[Any]:
+async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+
+
+async def _read_topic(bootstrap: str, topic: str, expected: int, within: float) -> list[Any]:
     """Reads a topic from the beginning until ``expected`` records arrived (or ``within`` s)."""
+    tps = await _partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[Any] = []
@@ -189,17 +195,46 @@ async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 
         await consumer.stop()
 
 
-async def topic_size(bootstrap: str, topic: str) -> int:
+async def _topic_size(bootstrap: str, topic: str) -> int:
     """Number of records in a topic (sum of end offsets; nothing is compacted here)."""
+    tps = await _partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        ends = await consumer.end_offsets(tps)
         return sum(ends.values())
     finally:
         await consumer.stop()
+
+
+@pytest.fixture
+def read_topic(kafka_bootstrap: str) -> Callable[..., Awaitable[list[Any]]]:
+    """``await read_topic(topic, expected, within=15.0)``: records from the beginning."""
+
+    async def read(topic: str, expected: int, within: float = 15.0) -> list[Any]:
+        return await _read_topic(kafka_bootstrap, topic, expected, within)
+
+    return read
+
+
+@pytest.fixture
+def partitions_of(kafka_bootstrap: str) -> Callable[[str], Awaitable[list[TopicPartition]]]:
+    """``await partitions_of(topic)``: the topic's partitions, as the broker reports them."""
+
+    async def partitions(topic: str) -> list[TopicPartition]:
+        return await _partitions(kafka_bootstrap, topic)
+
+    return partitions
+
+
+@pytest.fixture
+def topic_size(kafka_bootstrap: str) -> Callable[[str], Awaitable[int]]:
+    """``await topic_size(topic)``: how many records a topic holds."""
+
+    async def size(topic: str) -> int:
+        return await _topic_size(kafka_bootstrap, topic)
+
+    return size
 
 
 async def eventually(

@@ -1,0 +1,428 @@
+"""The transactional outbox and its relay.
+
+Write the event in the same transaction as the state change it describes::
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO orders ...")
+        await outbox.enqueue(conn, topic="orders.order-placed.v1", key=order_id, message=placed)
+
+and run one relay per service instance (only one of them publishes at a time)::
+
+    relay = OutboxRelay(pool, producer, health=service.health)
+    service.add_component("outbox-relay", relay)
+
+If the transaction rolls back, the event never existed; if it commits, the
+relay publishes it, however long Kafka is down. Consumers deduplicate on the
+``event-id`` header, so the occasional second copy (the relay crashed between
+Kafka's ack and marking the row) has no second effect.
+
+Why one leader and id order keep per-key order
+----------------------------------------------
+The relay that holds a session-level advisory lock on its own connection is
+the only publisher; the others wait on standby and take over within
+``leader_retry_seconds`` when it goes (the server drops the lock with the
+connection). The leader reads unpublished rows in ``id`` order and hands them
+to the idempotent producer in that order, which keeps order per partition,
+and keys map to partitions. Two events with the same key come from
+transactions that change the same entity row, so the second cannot insert its
+outbox row (and draw its id) before the first has committed: id order is
+commit order for a key. ``SELECT ... FOR UPDATE SKIP LOCKED`` was rejected
+because two relays would publish neighbouring batches concurrently and could
+reorder a key across them; ``FOR UPDATE`` without ``SKIP LOCKED`` would
+serialize them anyway, only with more locking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from google.protobuf.message import Message
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from emporium.kit import metrics
+from emporium.kit.health import HealthRegistry
+from emporium.kit.kafka import (
+    CONTENT_TYPE_HEADER,
+    EVENT_ID_HEADER,
+    EVENT_TYPE_HEADER,
+    PROTOBUF_CONTENT_TYPE,
+    EventProducer,
+    KafkaUnavailable,
+    backoff_delay,
+)
+from emporium.kit.telemetry import extract_context, inject_headers
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("emporium.kit.outbox")
+
+#: Channel the outbox trigger notifies (see kit/0001_outbox.sql).
+NOTIFY_CHANNEL = "emporium_outbox"
+RELAY_LOCK_NAME = "emporium.outbox-relay"
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    *,
+    topic: str,
+    key: str,
+    message: Message,
+    event_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Stores one event in the caller's transaction; returns its event id.
+
+    The event id is, in order: ``event_id``, the message's own ``event_id``
+    field if set, or a new UUID (written into an empty ``event_id`` field so
+    the payload and the header agree). The current trace context is stored
+    with the row, so the relay's publish and the consumers' work join the
+    trace of the request that wrote it.
+    """
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.enqueue must run inside the transaction of the state change")
+    has_id_field = "event_id" in message.DESCRIPTOR.fields_by_name
+    if event_id is None and has_id_field:
+        event_id = getattr(message, "event_id", "") or None
+    event_id = event_id or str(uuid.uuid4())
+    if has_id_field and not getattr(message, "event_id", ""):
+        setattr(message, "event_id", event_id)  # noqa: B010 (a generated field)
+    stored = {
+        **(headers or {}),
+        EVENT_ID_HEADER: event_id,
+        EVENT_TYPE_HEADER: message.DESCRIPTOR.full_name,
+        CONTENT_TYPE_HEADER: PROTOBUF_CONTENT_TYPE,
+    }
+    inject_headers(stored)
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
+        event_id,
+        topic,
+        key,
+        message.SerializeToString(),
+        json.dumps(stored),
+    )
+    return event_id
+
+
+@dataclass
+class _Stats:
+    backlog: int | None = None  # None: not measured (database unreachable)
+    oldest_age_seconds: float | None = None
+    measured_at: float = 0.0
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka in id order; one active relay per database.
+
+    ``run()`` works until ``stop()``: it survives Kafka being down (rows stay,
+    retried with capped backoff) and the database being down (reconnects).
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: EventProducer,
+        *,
+        poll_interval: float = 0.2,
+        batch_size: int = 100,
+        retention_seconds: float = 3600.0,
+        cleanup_interval_seconds: float = 60.0,
+        cleanup_batch_size: int = 500,
+        leader_retry_seconds: float = 2.0,
+        max_backoff_seconds: float = 5.0,
+        ack_timeout_seconds: float = 15.0,
+        stats_interval_seconds: float = 1.0,
+        health: HealthRegistry | None = None,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._retention = retention_seconds
+        self._cleanup_interval = cleanup_interval_seconds
+        self._cleanup_batch = cleanup_batch_size
+        self._leader_retry = leader_retry_seconds
+        self._max_backoff = max_backoff_seconds
+        self._ack_timeout = ack_timeout_seconds
+        self._stats_interval = stats_interval_seconds
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._finished.set()
+        self._running = False
+        self._stats = _Stats()
+        self._last_cleanup = time.monotonic()
+        self.state = "idle"
+        self.last_error: str | None = None
+        self.published_total = 0
+        if health is not None:
+            health.add_info("outbox", self.info)
+
+    async def start(self) -> None:
+        """Nothing to connect up front; present for symmetry with the other components."""
+
+    async def stop(self) -> None:
+        """Finishes the batch in hand, releases leadership and waits for run() to end."""
+        self._stopping.set()
+        self._wake.set()
+        if self._running:
+            await self._finished.wait()
+
+    async def run(self) -> None:
+        self._running = True
+        self._finished.clear()
+        failures = 0
+        watcher = asyncio.create_task(self._watch_backlog(), name="outbox-backlog")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    async with self._pool.acquire() as conn:
+                        failures = 0
+                        await self._serve(conn)
+                except (
+                    OSError,
+                    TimeoutError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                ) as error:
+                    failures += 1
+                    self._database_down(error, failures)
+                    await self._sleep(backoff_delay(failures, 0.5, self._max_backoff))
+                except Exception as error:
+                    failures += 1
+                    log.exception("outbox relay error; restarting its loop")
+                    self.last_error = f"{type(error).__name__}: {error}"
+                    await self._sleep(backoff_delay(failures, 0.5, self._max_backoff))
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            self.state = "stopped"
+            self._running = False
+            self._finished.set()
+
+    def _database_down(self, error: BaseException, failures: int) -> None:
+        self.last_error = f"database unavailable: {type(error).__name__}: {error}"
+        if self.state != "database_unavailable":
+            log.error(
+                "outbox relay lost the database; reconnecting", extra={"error": self.last_error}
+            )
+        self.state = "database_unavailable"
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _wait_for_work(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    # -- leadership --------------------------------------------------------
+
+    async def _serve(self, conn: asyncpg.Connection) -> None:
+        """Leads while this connection holds the relay lock, else stands by."""
+        while not self._stopping.is_set():
+            leader = await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", RELAY_LOCK_NAME
+            )
+            if leader:
+                break
+            if self.state != "standby":
+                log.info("another relay is publishing; standing by")
+            self.state = "standby"
+            await self._sleep(self._leader_retry)
+        else:
+            return
+        log.info("outbox relay is the publisher")
+        await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+        try:
+            await self._lead(conn)
+        finally:
+            if not conn.is_closed():
+                # The pool's reset would also do both; explicit is clearer.
+                await conn.remove_listener(NOTIFY_CHANNEL, self._notified)
+                await conn.execute(
+                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", RELAY_LOCK_NAME
+                )
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        self.state = "publishing"
+        kafka_failures = 0
+        while not self._stopping.is_set():
+            # Cleared before reading: a notification that arrives while this
+            # batch is in flight makes the next wait return at once.
+            self._wake.clear()
+            try:
+                published = await self._publish_batch(conn)
+            except KafkaUnavailable as error:
+                kafka_failures += 1
+                self.last_error = f"Kafka unavailable: {error}"
+                if self.state != "kafka_unavailable":
+                    log.error("Kafka unavailable; outbox rows kept", extra={"error": str(error)})
+                self.state = "kafka_unavailable"
+                await self._sleep(backoff_delay(kafka_failures, 0.5, self._max_backoff))
+                continue
+            if kafka_failures:
+                log.info("Kafka is back; outbox publishing resumed")
+            kafka_failures = 0
+            self.state = "publishing"
+            self.last_error = None
+            await self._cleanup(conn)
+            if published < self._batch_size:
+                await self._wait_for_work(self._poll_interval)
+
+    # -- publishing --------------------------------------------------------
+
+    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT id, event_id, topic, key, payload, headers FROM outbox"
+            " WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            self._batch_size,
+        )
+        if not rows:
+            return 0
+        in_flight: list[tuple[asyncpg.Record, trace.Span, asyncio.Future[Any]]] = []
+        failure: BaseException | None = None
+        failed_row: asyncpg.Record | None = None
+        for row in rows:
+            stored: dict[str, str] = json.loads(row["headers"])
+            span = tracer.start_span(
+                f"send {row['topic']}",
+                context=extract_context(stored),
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.name": "send",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": row["topic"],
+                    "messaging.kafka.message.key": row["key"],
+                    "messaging.message.id": row["event_id"],
+                },
+            )
+            # The message carries the publish span's context, so the consumer's
+            # span is its child and the whole path is one trace.
+            with trace.use_span(span, end_on_exit=False):
+                outgoing = inject_headers(dict(stored))
+            try:
+                future = await asyncio.wait_for(
+                    self._producer.submit(
+                        row["topic"], row["key"], bytes(row["payload"]), outgoing
+                    ),
+                    self._ack_timeout,
+                )
+            except (KafkaUnavailable, TimeoutError) as error:
+                _end_failed(span, error)
+                failure, failed_row = error, row
+                break
+            in_flight.append((row, span, future))
+
+        published: list[int] = []
+        for row, span, future in in_flight:
+            try:
+                record = await asyncio.wait_for(asyncio.shield(future), self._ack_timeout)
+            except Exception as error:
+                _end_failed(span, error)
+                if failure is None:
+                    failure, failed_row = error, row
+                continue
+            span.set_attribute("messaging.destination.partition.id", str(record.partition))
+            span.set_attribute("messaging.kafka.offset", record.offset)
+            span.end()
+            published.append(row["id"])
+
+        if published:
+            marked = await conn.fetch(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+                " RETURNING topic, extract(epoch FROM published_at - created_at)::float8 AS delay",
+                published,
+            )
+            for item in marked:
+                metrics.OUTBOX_PUBLISHED.labels(item["topic"]).inc()
+                metrics.OUTBOX_PUBLISH_DELAY.observe(max(0.0, item["delay"]))
+            self.published_total += len(marked)
+        if failure is not None:
+            assert failed_row is not None
+            reason = f"{type(failure).__name__}: {failure}"[:1000]
+            await conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                failed_row["id"],
+                reason,
+            )
+            raise KafkaUnavailable(reason)
+        return len(published)
+
+    async def _watch_backlog(self) -> None:
+        """Measures the backlog every ``stats_interval`` seconds, leader or not.
+
+        It runs beside the publishing loop, so the backlog stays visible while
+        a publish is stuck waiting for Kafka.
+        """
+        while not self._stopping.is_set():
+            try:
+                row = await self._pool.fetchrow(
+                    "SELECT count(*) AS backlog,"
+                    " extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS oldest"
+                    " FROM outbox WHERE published_at IS NULL",
+                    timeout=max(1.0, self._stats_interval),
+                )
+            except Exception as error:
+                log.debug("outbox backlog query failed", extra={"error": str(error)})
+                self._stats = _Stats()
+            else:
+                self._stats = _Stats(row["backlog"], row["oldest"], time.monotonic())
+                metrics.OUTBOX_BACKLOG.set(row["backlog"])
+            await self._sleep(self._stats_interval)
+
+    async def _cleanup(self, conn: asyncpg.Connection) -> None:
+        """Deletes published rows older than the retention, a small batch at a time."""
+        if time.monotonic() - self._last_cleanup < self._cleanup_interval:
+            return
+        self._last_cleanup = time.monotonic()
+        deleted_total = 0
+        while not self._stopping.is_set():
+            status = await conn.execute(
+                "DELETE FROM outbox WHERE id IN ("
+                " SELECT id FROM outbox"
+                " WHERE published_at < now() - make_interval(secs => $1)"
+                " ORDER BY id LIMIT $2)",
+                self._retention,
+                self._cleanup_batch,
+            )
+            deleted = int(status.split()[-1])
+            deleted_total += deleted
+            if deleted < self._cleanup_batch:
+                break
+            # Give the other work on this database room between batches.
+            await asyncio.sleep(0.05)
+        if deleted_total:
+            log.info("published outbox rows deleted", extra={"deleted": deleted_total})
+
+    # -- observability -----------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The /healthz section: who publishes, how much is waiting and for how long."""
+        oldest = self._stats.oldest_age_seconds
+        return {
+            "state": self.state,
+            "backlog": self._stats.backlog,
+            "oldest_unpublished_age_seconds": None if oldest is None else round(oldest, 3),
+            "published_total": self.published_total,
+            "last_error": self.last_error,
+        }
+
+
+def _end_failed(span: trace.Span, error: BaseException) -> None:
+    span.record_exception(error)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    span.end()

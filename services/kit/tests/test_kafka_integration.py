@@ -1,0 +1,413 @@
+"""The idempotent consumer and the producer on the real Kafka and PostgreSQL.
+
+Run as a script (``python test_kafka_integration.py child ...``), this file is
+also the consumer process that one test kills with SIGKILL half-way through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.health import HealthRegistry
+from emporium.kit.kafka import (
+    ConsumedEvent,
+    EventProducer,
+    IdempotentConsumer,
+    PoisonMessage,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+EFFECTS_TABLE = """
+CREATE TABLE IF NOT EXISTS effects (
+    event_id text NOT NULL,  -- deliberately not unique: a double effect must be visible
+    payload  text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+
+async def record_effect(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    await conn.execute(
+        "INSERT INTO effects (event_id, payload) VALUES ($1, $2)",
+        event.event_id,
+        event.value.decode(),
+    )
+
+
+async def effects(pool: asyncpg.Pool) -> list[tuple[str, str]]:
+    rows = await pool.fetch("SELECT event_id, payload FROM effects ORDER BY applied_at")
+    return [(row["event_id"], row["payload"]) for row in rows]
+
+
+def consumer_for(
+    kafka_settings: KafkaSettings,
+    pool: asyncpg.Pool,
+    producer: EventProducer,
+    handlers: dict[str, Callable[[ConsumedEvent, asyncpg.Connection], Awaitable[None]]],
+    **options: Any,
+) -> IdempotentConsumer:
+    return IdempotentConsumer(
+        kafka_settings,
+        pool,
+        handlers,
+        producer,
+        group_id=options.pop("group_id", f"kit-test-{uuid.uuid4().hex[:8]}"),
+        retry_backoff_seconds=options.pop("retry_backoff_seconds", 0.05),
+        max_backoff_seconds=options.pop("max_backoff_seconds", 0.5),
+        **options,
+    )
+
+
+async def until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {within}s")
+
+
+@pytest.fixture
+async def effects_pool(pool: asyncpg.Pool) -> asyncpg.Pool:
+    await pool.execute(EFFECTS_TABLE)
+    return pool
+
+
+async def test_a_redelivered_event_has_its_effect_once(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+) -> None:
+    topic = await topic_factory("dedup")
+    # The same event twice (a producer retry, or an outbox relay that crashed
+    # before marking the row) and one other event.
+    await producer.send(topic, "order-1", b"first", {"event-id": "evt-1"})
+    await producer.send(topic, "order-1", b"first again", {"event-id": "evt-1"})
+    await producer.send(topic, "order-2", b"second", {"event-id": "evt-2"})
+    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: record_effect})
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _counted(consumer, processed=2, duplicate=1))
+    finally:
+        await consumer.stop()
+        await task
+
+    # Different keys may land on different partitions: no order between them.
+    assert sorted(await effects(effects_pool)) == [("evt-1", "first"), ("evt-2", "second")]
+    ledger = await effects_pool.fetch(
+        "SELECT event_id, outcome FROM processed_events"
+        " WHERE consumer_group = $1 ORDER BY event_id",
+        consumer.group_id,
+    )
+    assert [(r["event_id"], r["outcome"]) for r in ledger] == [
+        ("evt-1", "processed"),
+        ("evt-2", "processed"),
+    ]
+
+
+async def _counted(consumer: IdempotentConsumer, **expected: int) -> bool:
+    return all(consumer.counts[name] == value for name, value in expected.items())
+
+
+async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+) -> None:
+    topic = await topic_factory("rollback")
+    calls = 0
+
+    async def flaky(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+        nonlocal calls
+        calls += 1
+        await record_effect(event, conn)
+        if calls < 3:
+            raise RuntimeError("downstream hiccup after writing")
+
+    await producer.send(topic, "k", b"payload", {"event-id": "evt-flaky"})
+    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: flaky})
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _counted(consumer, processed=1))
+    finally:
+        await consumer.stop()
+        await task
+
+    assert calls == 3
+    assert consumer.counts["retried"] == 2
+    # The two failed attempts wrote their effect too, but rolled back with
+    # the event id: exactly one effect remains.
+    assert await effects(effects_pool) == [("evt-flaky", "payload")]
+
+
+async def test_a_failing_message_goes_to_the_dlq_after_bounded_attempts_and_consumption_goes_on(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    read_topic: Callable[..., Awaitable[list[Any]]],
+) -> None:
+    topic = await topic_factory("dlq", partitions=1)
+    attempts: dict[str, int] = {}
+
+    async def handler(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+        attempts[event.event_id] = attempts.get(event.event_id, 0) + 1
+        if event.value == b"bad":
+            raise ValueError("cannot apply this one")
+        if event.value == b"undecodable":
+            raise PoisonMessage("not a valid OrderPlaced")
+        await record_effect(event, conn)
+
+    await producer.send(topic, "a", b"good-1", {"event-id": "e1"})
+    await producer.send(topic, "a", b"bad", {"event-id": "e2", "traceparent-ish": "kept"})
+    await producer.send(topic, "a", b"undecodable", {"event-id": "e3"})
+    await producer.send(topic, "a", b"good-2", {"event-id": "e4"})
+    consumer = consumer_for(
+        kafka_settings, effects_pool, producer, {topic: handler}, max_attempts=3
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _counted(consumer, processed=2, dead_lettered=2))
+    finally:
+        await consumer.stop()
+        await task
+
+    assert attempts == {"e1": 1, "e2": 3, "e3": 1, "e4": 1}
+    assert [e for e, _ in await effects(effects_pool)] == ["e1", "e4"]
+    dead = await read_topic(f"{topic}.dlq", expected=2)
+    assert len(dead) == 2
+    by_id = {dict(r.headers)["event-id"].decode(): r for r in dead}
+    bad = by_id["e2"]
+    headers = {k: v.decode() for k, v in bad.headers}
+    assert bad.value == b"bad"
+    assert bad.key == b"a"
+    assert headers["dlq-attempts"] == "3"
+    assert headers["dlq-error"] == "ValueError: cannot apply this one"
+    assert headers["dlq-original-topic"] == topic
+    assert headers["dlq-original-partition"] == "0"
+    assert headers["dlq-original-offset"] == "1"
+    assert headers["dlq-consumer-group"] == consumer.group_id
+    assert headers["traceparent-ish"] == "kept"  # original headers travel along
+    poison = {k: v.decode() for k, v in by_id["e3"].headers}
+    assert poison["dlq-attempts"] == "1"
+    assert poison["dlq-error"] == "PoisonMessage: not a valid OrderPlaced"
+    # Dead-lettered events are remembered, so a redelivery is not dead-lettered twice.
+    outcomes = await effects_pool.fetch(
+        "SELECT event_id, outcome FROM processed_events WHERE outcome = 'dead_lettered'"
+        " ORDER BY event_id"
+    )
+    assert [r["event_id"] for r in outcomes] == ["e2", "e3"]
+
+
+async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_applied_after(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    database_url: str,
+    admin_dsn: str,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    topic_size: Callable[[str], Awaitable[int]],
+) -> None:
+    topic = await topic_factory("db-down", partitions=1)
+    name = database_url.rsplit("/", 1)[1]
+    consumer = consumer_for(
+        kafka_settings, effects_pool, producer, {topic: record_effect}, max_attempts=2
+    )
+    task = asyncio.create_task(consumer.run())
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await producer.send(topic, "k", b"before", {"event-id": "before"})
+        await until(lambda: _counted(consumer, processed=1))
+        # This test's database goes away for real: new connections are refused
+        # and the pool's connections are terminated by the server.
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        for i in range(5):
+            await producer.send(topic, "k", f"during-{i}".encode(), {"event-id": f"during-{i}"})
+        # Far longer than two attempts with backoff would take.
+        await asyncio.sleep(4)
+        assert consumer.state == "waiting_for_database"
+        assert consumer.info()["state"] == "waiting_for_database"
+        assert consumer.counts["dead_lettered"] == 0
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await until(lambda: _counted(consumer, processed=6))
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        await consumer.stop()
+        await task
+
+    assert [e for e, _ in await effects(effects_pool)] == [
+        "before",
+        *(f"during-{i}" for i in range(5)),
+    ]
+    assert await topic_size(f"{topic}.dlq") == 0
+
+
+async def test_consumer_reports_lag_and_kafka_health(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+) -> None:
+    topic = await topic_factory("lag", partitions=2)
+    release = asyncio.Event()
+
+    async def slow(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+        await release.wait()
+        await record_effect(event, conn)
+
+    for i in range(6):
+        await producer.send(topic, f"key-{i}", b"x", {"event-id": f"lag-{i}"})
+    health = HealthRegistry()
+    consumer = consumer_for(
+        kafka_settings, effects_pool, producer, {topic: slow}, health=health, batch_size=1
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _has_lag(consumer))
+        lagging = consumer.info()
+        release.set()
+        await until(lambda: _counted(consumer, processed=6))
+        await until(lambda: _lag_is(consumer, 0))
+        await health.run_once()
+        _, report = health.report()
+    finally:
+        await consumer.stop()
+        await task
+
+    assert lagging["total_lag"] > 0
+    assert report["dependencies"]["kafka"]["status"] == "up"
+    assert report["dependencies"]["kafka"]["critical"] is False
+    assert report["kafka_consumer"]["total_lag"] == 0
+    assert report["kafka_consumer"]["counts"]["processed"] == 6
+    assert sorted(report["kafka_consumer"]["assigned_partitions"]) == [
+        f"{topic}/0",
+        f"{topic}/1",
+    ]
+
+
+async def _has_lag(consumer: IdempotentConsumer) -> bool:
+    return consumer.info()["total_lag"] > 0
+
+
+async def _lag_is(consumer: IdempotentConsumer, value: int) -> bool:
+    info = consumer.info()
+    return len(info["lag"]) == 2 and info["total_lag"] == value
+
+
+async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_nothing(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    database_url: str,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    kafka_bootstrap: str,
+) -> None:
+    topic = await topic_factory("kill", partitions=1)
+    group = f"kit-test-kill-{uuid.uuid4().hex[:8]}"
+    total = 30
+    for i in range(total):
+        await producer.send(topic, "order-1", f"m{i}".encode(), {"event-id": f"kill-{i}"})
+
+    # A separate process consumes slowly; it is killed (no clean-up at all)
+    # once some effects are committed.
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "child",
+        database_url,
+        kafka_bootstrap,
+        topic,
+        group,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        await until(lambda: _effect_count_at_least(effects_pool, 8), within=60)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(child.wait(), 10)
+    await asyncio.sleep(1)  # the server notices the dropped connection; open transactions abort
+    applied_before = await _effect_count(effects_pool)
+    committed = await _committed_offset(kafka_bootstrap, group, topic)
+
+    # The key invariant: Kafka never knew of a message whose effect was not committed.
+    assert committed <= applied_before
+    assert applied_before < total, "the child finished before it was killed"
+
+    consumer = consumer_for(
+        kafka_settings, effects_pool, producer, {topic: record_effect}, group_id=group
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _effect_count_at_least(effects_pool, total))
+        await until(lambda: _counted(consumer, processed=total - applied_before))
+    finally:
+        await consumer.stop()
+        await task
+
+    applied = [e for e, _ in await effects(effects_pool)]
+    assert sorted(applied) == sorted(f"kill-{i}" for i in range(total))  # each exactly once
+    # Messages whose effect was committed but whose offset was not came back
+    # and were recognized as duplicates.
+    assert consumer.counts["duplicate"] == applied_before - committed
+    assert await _committed_offset(kafka_bootstrap, group, topic) == total
+    print(
+        f"\nkilled consumer: {applied_before} effects committed, offset {committed} committed;"
+        f" {consumer.counts['duplicate']} redelivered and skipped, none lost"
+    )
+
+
+async def _effect_count(pool: asyncpg.Pool) -> int:
+    value: int = await pool.fetchval("SELECT count(*) FROM effects")
+    return value
+
+
+async def _effect_count_at_least(pool: asyncpg.Pool, n: int) -> bool:
+    return await _effect_count(pool) >= n
+
+
+async def _committed_offset(bootstrap: str, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+async def _child(database_url: str, bootstrap: str, topic: str, group: str) -> None:
+    """The consumer process of the kill test: 100 ms per message, until killed."""
+
+    async def slow_effect(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+        await record_effect(event, conn)
+        await asyncio.sleep(0.1)
+
+    settings = parse_settings(KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    producer = EventProducer(settings)
+    await producer.start()
+    consumer = IdempotentConsumer(settings, pool, {topic: slow_effect}, producer, group_id=group)
+    await consumer.run()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
+    asyncio.run(_child(*sys.argv[2:6]))
