@@ -23,9 +23,7 @@ def _by_name(resources: list[testing.Registered]) -> dict[str, testing.Registere
 def test_every_policy_passes_on_every_resource(stack_runs, stack):
     run = stack_runs[stack]
     failures = {
-        f"{r.type} {r.name}": found
-        for r in run.resources
-        if (found := policies.violations(r.type, r.inputs))
+        f"{r.type} {r.name}": found for r in run.resources if (found := policies.violations(r.type, r.inputs))
     }
     assert failures == {}
     messages: list[str] = []
@@ -172,7 +170,9 @@ def test_prod_runs_three_postgres_instances_per_service_with_pdbs_and_backups(st
         assert spec["instances"] == 3, name
         assert spec["enablePDB"] is True
         assert spec["affinity"]["podAntiAffinityType"] == "required"
-        assert spec["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://emporium-prod-backups/")
+        assert spec["backup"]["barmanObjectStore"]["destinationPath"].startswith(
+            "s3://emporium-prod-backups/"
+        )
         assert spec["backup"]["retentionPolicy"] == "30d"
     assert len(_crs(run, "ScheduledBackup")) == len(contract.DATA_SERVICES)
     releases = _by_name_release(run)

@@ -34,8 +34,15 @@ WORKLOADS = {
 
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 CREDENTIAL_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
-CREDENTIAL_KEY = re.compile(
-    r"^(?:.*[_.-])?(password|passwd|token|api[_-]?key|secret[_-]?key|database[_-]?url)$", re.IGNORECASE
+CREDENTIAL_WORDS = (
+    "password",
+    "passwd",
+    "token",
+    "apikey",
+    "api_key",
+    "secretkey",
+    "secret_key",
+    "database_url",
 )
 INTERNAL_LB_ANNOTATIONS = {
     "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal",
@@ -225,11 +232,21 @@ def validate_restricted_namespace(
 # --- secrets-never-plain -----------------------------------------------------------------
 
 
+def _is_credential_key(key: str) -> bool:
+    """``KAFKA_SASL_PASSWORD``, ``adminPassword``, ``token``; not ``existingSecret``."""
+    for word in CREDENTIAL_WORDS:
+        if key.lower().endswith(word):
+            start = len(key) - len(word)
+            if start == 0 or key[start - 1] in "_.-" or key[start].isupper():
+                return True
+    return False
+
+
 def _credentials_in(value: Any, path: str = "") -> Iterator[str]:
     if isinstance(value, Mapping):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if isinstance(item, str) and item and CREDENTIAL_KEY.match(str(key)):
+            if isinstance(item, str) and item and _is_credential_key(str(key)):
                 yield where
             else:
                 yield from _credentials_in(item, where)
