@@ -142,3 +142,29 @@ def test_the_stack_creates_exactly_the_documented_objects(stack_runs, stack):
 def test_the_infra_readme_paths_exist():
     assert (INFRA_DIR / "__main__.py").is_file()
     assert Path(CONFIGURATION).is_file()
+
+
+def _paths(value: object, prefix: str = "") -> set[str]:
+    if isinstance(value, dict) and value:
+        found: set[str] = set()
+        for key, item in value.items():
+            found |= _paths(item, f"{prefix}.{key}" if prefix else str(key))
+        return found
+    return {prefix}
+
+
+@pytest.mark.skipif(not (CHART / "values.yaml").is_file(), reason="charts/emporium is not in the tree yet")
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_the_values_overlay_uses_only_keys_the_chart_has(stack_runs, stack):
+    chart_values = yaml.safe_load((CHART / "values.yaml").read_text())
+    overlay = stack_runs[stack].exports["chartValues"]
+    for path in sorted(_paths(overlay)):
+        node: object = chart_values
+        for part in path.split("."):
+            assert isinstance(node, dict), f"chart values have no {path}"
+            assert part in node, f"chart values have no {path}"
+            node = node[part]
+    assert overlay["platform"]["configMapName"] == contract.PLATFORM_CONFIGMAP
+    # The chart's default Secret name is the one this code creates.
+    helpers = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert 'printf "emporium-%s"' in helpers

@@ -25,18 +25,41 @@ def otlp_endpoint() -> str:
     return model.otlp_endpoint()
 
 
+def _namespace_peer(namespace: str, pod_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+    if pod_labels:
+        peer["podSelector"] = {"matchLabels": pod_labels}
+    return peer
+
+
 def chart_values(settings: StackSettings) -> dict[str, Any]:
-    """Values overlay for ``charts/emporium``; exported by the stack as ``chartValues``."""
+    """Values overlay for ``charts/emporium``; exported by the stack as ``chartValues``.
+
+    It points the chart at the ConfigMap and Secrets created here (the chart's
+    default Secret name ``emporium-<service>`` is the one created) and opens the
+    chart's NetworkPolicies towards the namespaces this stack put Kafka, Postgres
+    and the collector in. Topics belong to the infrastructure, not the chart.
+    """
+    data = model.data_namespace(settings.environment)
+    network: dict[str, Any] = {
+        "telemetry": {"peers": [_namespace_peer(model.OBSERVABILITY_NAMESPACE)], "ports": [4317]},
+        "metricsScrapers": [_namespace_peer(model.OBSERVABILITY_NAMESPACE)],
+    }
+    if settings.kafka.mode == "strimzi":
+        network["kafka"] = {
+            "peers": [_namespace_peer(data, {"strimzi.io/cluster": model.KAFKA_CLUSTER})],
+            "ports": [model.KAFKA_LISTENER_PORT],
+        }
+    if settings.postgres.mode == "cnpg":
+        network["postgres"] = {
+            "peers": [_namespace_peer(data, {"cnpg.io/podRole": "instance"})],
+            "ports": [5432],
+        }
     return {
         "environment": settings.environment,
-        "platform": {
-            "configMapName": contract.PLATFORM_CONFIGMAP,
-            "createConfigMap": False,
-        },
-        "services": {
-            service: {"existingSecret": contract.service_secret_name(service)}
-            for service in contract.DATA_SERVICES
-        },
+        "platform": {"configMapName": contract.PLATFORM_CONFIGMAP},
+        "networkPolicy": network,
+        "kafkaTopics": {"enabled": False},
     }
 
 
