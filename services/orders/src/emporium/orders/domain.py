@@ -1,0 +1,465 @@
+"""Checkout and order status: the business rules, with no gRPC or SQL in sight.
+
+The flow of :meth:`Checkout.place_order` is what makes "an acknowledged order
+is never lost" hold:
+
+1. validate the request; a known idempotency key returns its order at once;
+2. ask the catalog for current prices (idempotent, retried by the client);
+3. allocate the order id and reserve stock under it (the catalog keys
+   reservations by order id, so a retried reservation is harmless; when the
+   answer is lost the reservation is released, which is always safe);
+4. write the order, its items, the idempotency key and the ``OrderPlaced``
+   outbox event in ONE transaction. Only after that commit is the order
+   acknowledged; the relay publishes the event whenever Kafka is reachable.
+
+If step 4 fails the reserved stock is released (best effort) and the caller
+gets UNAVAILABLE: nothing was acknowledged, so nothing is lost, and the same
+idempotency key can be retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from emporium.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+)
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-:.]{8,128}")
+MAX_CUSTOMER_ID_LENGTH = 64
+MAX_ITEMS = 50
+MAX_QUANTITY = 100
+MAX_PRODUCT_ID_LENGTH = 64
+#: Totals are int64 on the wire.
+MAX_AMOUNT_MINOR = 2**63 - 1
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True)
+class Money:
+    currency_code: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class RequestedItem:
+    product_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    """A checkout request as the customer sent it."""
+
+    idempotency_key: str
+    customer_id: str
+    items: tuple[RequestedItem, ...]
+
+    def fingerprint(self) -> str:
+        """What "the same request" means for an idempotency key.
+
+        The customer and the set of (product, quantity) pairs; the order of
+        the items does not matter. Stored with the key so that a reuse of the
+        key with a different request is refused instead of silently answered
+        with someone else's order.
+        """
+        canonical = {
+            "customer_id": self.customer_id,
+            "items": sorted([item.product_id, item.quantity] for item in self.items),
+        }
+        encoded = json.dumps(canonical, separators=(",", ":"), sort_keys=True)
+        return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    customer_id: str
+    lines: tuple[OrderLine, ...]
+    total: Money
+    status: OrderStatus
+    status_reason: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderPlacedEvent:
+    """Goes to ``orders.order-placed.v1`` through the outbox."""
+
+    event_id: str
+    order: Order
+
+
+@dataclass(frozen=True)
+class OrderStatusChangedEvent:
+    """Goes to ``orders.order-status-changed.v1`` through the outbox."""
+
+    event_id: str
+    order_id: str
+    previous_status: OrderStatus
+    status: OrderStatus
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class PlaceOrderResult:
+    order: Order
+    created: bool
+
+
+class FraudVerdict(enum.Enum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
+@dataclass(frozen=True)
+class FraudDecision:
+    """A decision received from fraud (``fraud.decision-made.v1``)."""
+
+    order_id: str
+    verdict: FraudVerdict
+    risk_score: int
+    reason: str
+
+
+class IdempotencyKeyTaken(Exception):
+    """The key was committed by another request while this one was running."""
+
+
+# --- the edges the domain talks to -------------------------------------------------
+
+
+class Catalog(Protocol):
+    """What checkout needs from the catalog service."""
+
+    async def get_prices(self, product_ids: Sequence[str]) -> dict[str, Money]: ...
+
+    async def reserve_stock(self, order_id: str, items: Sequence[RequestedItem]) -> None: ...
+
+    async def release_stock(self, order_id: str) -> None: ...
+
+
+class OrderRepository(Protocol):
+    async def get(self, order_id: str) -> Order | None: ...
+
+    async def find_by_idempotency_key(self, key: str) -> tuple[Order, str] | None:
+        """The order placed with ``key`` and the stored request fingerprint."""
+        ...
+
+    async def add_placed_order(
+        self, order: Order, idempotency_key: str, fingerprint: str, event: OrderPlacedEvent
+    ) -> None:
+        """Order, items, key and outbox event in one transaction.
+
+        Raises :class:`IdempotencyKeyTaken` when the key already exists and
+        ``Unavailable`` when the database cannot be reached.
+        """
+        ...
+
+
+class OrderStatusStore(Protocol):
+    """The order writes of one consumer transaction (see :func:`apply_fraud_decision`)."""
+
+    async def get_for_update(self, order_id: str) -> Order | None: ...
+
+    async def save_status(self, order: Order, event: OrderStatusChangedEvent) -> None:
+        """Stores the new status and enqueues the event, in the caller's transaction."""
+        ...
+
+
+Clock = Callable[[], datetime]
+IdFactory = Callable[[], str]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- validation -------------------------------------------------------------------
+
+
+def validate_place_order(request: PlaceOrder) -> None:
+    """Raises InvalidArgument naming every field that is wrong."""
+    violations: list[FieldViolation] = []
+
+    def bad(name: str, why: str) -> None:
+        violations.append(FieldViolation(name, why))
+
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(request.idempotency_key):
+        bad(
+            "idempotency_key",
+            "must be 8 to 128 characters of letters, digits, '_', '-', ':' or '.'",
+        )
+    if not request.customer_id:
+        bad("customer_id", "is required")
+    elif len(request.customer_id) > MAX_CUSTOMER_ID_LENGTH:
+        bad("customer_id", f"must be at most {MAX_CUSTOMER_ID_LENGTH} characters")
+    if not request.items:
+        bad("items", "at least one item is required")
+    elif len(request.items) > MAX_ITEMS:
+        bad("items", f"at most {MAX_ITEMS} items per order")
+    seen: set[str] = set()
+    for index, item in enumerate(request.items[:MAX_ITEMS]):
+        if not item.product_id:
+            bad(f"items[{index}].product_id", "is required")
+        elif len(item.product_id) > MAX_PRODUCT_ID_LENGTH:
+            bad(f"items[{index}].product_id", f"must be at most {MAX_PRODUCT_ID_LENGTH} characters")
+        elif item.product_id in seen:
+            bad(f"items[{index}].product_id", "duplicate product; use one item with a quantity")
+        seen.add(item.product_id)
+        if not 1 <= item.quantity <= MAX_QUANTITY:
+            bad(f"items[{index}].quantity", f"must be between 1 and {MAX_QUANTITY}")
+    if violations:
+        raise InvalidArgument(violations)
+
+
+def parse_order_id(value: str, field_name: str = "order_id") -> str:
+    """The canonical form of an order id, or InvalidArgument."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument({field_name: "must be a UUID"}) from None
+
+
+def price_lines(items: Sequence[RequestedItem], prices: dict[str, Money]) -> tuple[OrderLine, ...]:
+    """Order lines at the catalog's current prices; unknown products are NOT_FOUND."""
+    missing = [item.product_id for item in items if item.product_id not in prices]
+    if missing:
+        raise NotFound(f"unknown product(s): {', '.join(missing)}")
+    return tuple(OrderLine(i.product_id, i.quantity, prices[i.product_id]) for i in items)
+
+
+def order_total(lines: Sequence[OrderLine]) -> Money:
+    """The sum of the lines; every line must be priced in the same currency."""
+    currencies = {line.unit_price.currency_code for line in lines}
+    if len(currencies) != 1:
+        raise FailedPrecondition(
+            f"items are priced in different currencies ({', '.join(sorted(currencies))}); "
+            "one order takes one currency"
+        )
+    if any(line.unit_price.amount_minor < 0 for line in lines):
+        raise FailedPrecondition("the catalog returned a negative price")
+    amount = sum(line.unit_price.amount_minor * line.quantity for line in lines)
+    if amount > MAX_AMOUNT_MINOR:
+        raise FailedPrecondition("order total is too large")
+    return Money(currencies.pop(), amount)
+
+
+# --- use cases --------------------------------------------------------------------
+
+
+@dataclass
+class Checkout:
+    repository: OrderRepository
+    catalog: Catalog
+    clock: Clock = utc_now
+    new_id: IdFactory = new_id
+    #: Called with (order_id, error) when releasing stock after a failure did not work.
+    on_release_failure: Callable[[str, Exception], None] | None = field(default=None)
+
+    async def place_order(self, request: PlaceOrder) -> PlaceOrderResult:
+        validate_place_order(request)
+        fingerprint = request.fingerprint()
+        existing = await self._existing(request.idempotency_key, fingerprint)
+        if existing is not None:
+            return existing
+
+        prices = await self.catalog.get_prices([item.product_id for item in request.items])
+        lines = price_lines(request.items, prices)
+        total = order_total(lines)
+
+        order_id = self.new_id()
+        await self._reserve(order_id, request.items)
+        now = self.clock()
+        order = Order(
+            order_id=order_id,
+            customer_id=request.customer_id,
+            lines=lines,
+            total=total,
+            status=OrderStatus.PENDING,
+            status_reason="",
+            created_at=now,
+            updated_at=now,
+        )
+        event = OrderPlacedEvent(event_id=self.new_id(), order=order)
+        try:
+            await self._persist(order, request.idempotency_key, fingerprint, event)
+        except IdempotencyKeyTaken:
+            # A concurrent request with the same key won; its order is the answer
+            # and the stock this request reserved must go back.
+            await self._release(order_id)
+            winner = await self._existing(request.idempotency_key, fingerprint)
+            if winner is None:  # the winner's row must be visible once our insert conflicted
+                raise
+            return winner
+        except Exception:
+            # Not acknowledged: give the stock back and let the caller retry the key.
+            await self._release(order_id)
+            raise
+        log.info(
+            "order placed",
+            extra={"order_id": order_id, "total_minor": total.amount_minor, "lines": len(lines)},
+        )
+        return PlaceOrderResult(order, created=True)
+
+    async def _reserve(self, order_id: str, items: Sequence[RequestedItem]) -> None:
+        """Reserves stock; an answer that never came is treated as "maybe reserved".
+
+        After UNAVAILABLE, a timeout or the caller going away, the catalog may
+        have reserved the stock and lost the answer. Releasing the order id is
+        always safe (the catalog refuses a reservation arriving after its
+        release), so nothing stays held for an order that will never exist.
+        Business refusals (out of stock, unknown product) reserve nothing.
+        """
+        try:
+            await self.catalog.reserve_stock(order_id, items)
+        except ServiceError as error:
+            if not error.business:
+                await self._release(order_id)
+            raise
+        except asyncio.CancelledError:
+            await self._release(order_id)
+            raise
+
+    async def _persist(
+        self, order: Order, key: str, fingerprint: str, event: OrderPlacedEvent
+    ) -> None:
+        """The commit that acknowledges the order, never abandoned half-way.
+
+        If the caller goes away (deadline, disconnect) while the transaction is
+        running, the transaction still finishes, so whether the order exists is
+        known before the stock is released or kept.
+        """
+        write = asyncio.ensure_future(
+            self.repository.add_placed_order(order, key, fingerprint, event)
+        )
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            try:
+                await write
+            except Exception:
+                await self._release(order.order_id)
+            raise
+
+    async def get_order(self, order_id: str) -> Order:
+        order = await self.repository.get(parse_order_id(order_id))
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        return order
+
+    async def _existing(self, key: str, fingerprint: str) -> PlaceOrderResult | None:
+        found = await self.repository.find_by_idempotency_key(key)
+        if found is None:
+            return None
+        order, stored_fingerprint = found
+        if stored_fingerprint != fingerprint:
+            raise AlreadyExists("idempotency key reused with a different request")
+        return PlaceOrderResult(order, created=False)
+
+    async def _release(self, order_id: str) -> None:
+        """Best effort: a failure here leaves a reservation for an order that does not exist."""
+        try:
+            await self.catalog.release_stock(order_id)
+        except (ServiceError, OSError, TimeoutError) as error:
+            log.error(
+                "could not release stock of an order that was not placed",
+                extra={"order_id": order_id, "error": str(error)},
+            )
+            if self.on_release_failure is not None:
+                self.on_release_failure(order_id, error)
+
+
+async def apply_fraud_decision(
+    store: OrderStatusStore,
+    decision: FraudDecision,
+    clock: Clock = utc_now,
+    new_id: IdFactory = new_id,
+) -> OrderStatusChangedEvent | None:
+    """PENDING -> APPROVED or REJECTED; anything else is logged and ignored.
+
+    Runs inside the consumer's transaction (the store writes with its
+    connection), so the status, the outbox event and the processed event id
+    commit together. Ignoring unknown or already decided orders keeps the
+    handler idempotent even for a decision re-sent under a new event id.
+    """
+    order = await store.get_for_update(decision.order_id)
+    if order is None:
+        log.warning(
+            "fraud decision for an unknown order ignored", extra={"order_id": decision.order_id}
+        )
+        return None
+    if order.status is not OrderStatus.PENDING:
+        log.info(
+            "fraud decision for an order already decided ignored",
+            extra={"order_id": order.order_id, "status": order.status.value},
+        )
+        return None
+    if decision.verdict is FraudVerdict.APPROVE:
+        status, reason = OrderStatus.APPROVED, ""
+    else:
+        status, reason = OrderStatus.REJECTED, decision.reason or "rejected by fraud checks"
+    now = clock()
+    updated = Order(
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        lines=order.lines,
+        total=order.total,
+        status=status,
+        status_reason=reason,
+        created_at=order.created_at,
+        updated_at=now,
+    )
+    event = OrderStatusChangedEvent(
+        event_id=new_id(),
+        order_id=order.order_id,
+        previous_status=order.status,
+        status=status,
+        reason=reason,
+        occurred_at=now,
+    )
+    await store.save_status(updated, event)
+    log.info(
+        "order status changed",
+        extra={
+            "order_id": order.order_id,
+            "status": status.value,
+            "risk_score": decision.risk_score,
+        },
+    )
+    return event

@@ -1,0 +1,92 @@
+"""Composition root of the orders service: settings, pool, clients, handlers, runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emporium.kit.config import DatabaseSettings, ServiceSettings, downstream, load_settings
+from emporium.kit.db import create_pool, database_check, migrate
+from emporium.kit.grpc import BreakerRegistry, DownstreamClient
+from emporium.kit.kafka import EventProducer, IdempotentConsumer
+from emporium.kit.outbox import OutboxRelay
+from emporium.kit.service import Service, run_cli
+from emporium.orders import consumers, domain
+from emporium.orders.catalog import CatalogClient
+from emporium.orders.grpc_api import SERVICE_NAME, OrderServicer
+from emporium.orders.repository import PostgresOrderRepository
+from emporium.orders.settings import OrdersSettings
+from emporium.orders.topics import Topics
+from emporium.orders.v1.orders_pb2_grpc import add_OrderServiceServicer_to_server
+
+NAME = "orders"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class MigrateSettings(ServiceSettings, DatabaseSettings):
+    """What ``emporium-orders migrate`` needs: the database only."""
+
+
+async def build(settings: OrdersSettings, topics: Topics | None = None) -> Service:
+    """Wires the service; ``await service.run()`` serves until SIGTERM or ``request_stop()``."""
+    topics = topics or Topics()
+    service = Service(NAME, settings)
+    pool = await create_pool(settings, application_name=NAME)
+    service.on_shutdown(pool.close)
+    if settings.database_migrate_on_start:
+        await migrate(pool, MIGRATIONS_DIR)
+    service.health.add_check("postgres", database_check(pool), critical=True)
+
+    breakers = BreakerRegistry()
+    breakers.expose_on(service.health)
+    # Checkout cannot price or reserve without the catalog: critical.
+    catalog = DownstreamClient(
+        downstream(settings, "catalog"),
+        health=service.health,
+        critical=True,
+        breakers=breakers,
+        tracer_provider=service.tracer_provider,
+    )
+    service.on_shutdown(catalog.close)
+
+    producer = EventProducer(settings, client_id=NAME)
+    await producer.start()
+    service.on_shutdown(producer.stop)
+
+    checkout = domain.Checkout(PostgresOrderRepository(pool, topics), CatalogClient(catalog))
+    service.add_grpc_service(
+        add_OrderServiceServicer_to_server, OrderServicer(checkout), SERVICE_NAME
+    )
+    # Kafka is not critical: while it is down checkout goes on and the outbox keeps
+    # the events. The consumer registers the non-critical "kafka" health check.
+    service.add_component(
+        "fraud-decision-consumer",
+        IdempotentConsumer(
+            settings,
+            pool,
+            consumers.handlers(topics),
+            producer,
+            group_id=settings.kafka_consumer_group or NAME,
+            health=service.health,
+        ),
+    )
+    service.add_component("outbox-relay", OutboxRelay(pool, producer, health=service.health))
+    return service
+
+
+async def serve() -> None:
+    service = await build(load_settings(OrdersSettings))
+    await service.run()
+
+
+async def migrate_command() -> None:
+    settings = load_settings(MigrateSettings)
+    applied = await migrate(settings.database_url.get_secret_value(), MIGRATIONS_DIR)
+    print(f"{NAME}: {len(applied)} migration(s) applied" + "".join(f"\n  {v}" for v in applied))
+
+
+def main() -> None:
+    run_cli(NAME, serve=serve, commands={"migrate": migrate_command})
+
+
+if __name__ == "__main__":
+    main()

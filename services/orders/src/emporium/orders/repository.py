@@ -1,0 +1,194 @@
+"""The orders database: SQL through asyncpg, behind the domain's protocols."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from emporium.kit.errors import Unavailable
+from emporium.kit.outbox import enqueue
+from emporium.orders import domain, messages
+from emporium.orders.topics import Topics
+
+log = logging.getLogger(__name__)
+
+#: How long a request waits for a pooled connection before it answers UNAVAILABLE.
+ACQUIRE_TIMEOUT_SECONDS = 2.0
+
+# Errors that mean "the database is not reachable", not "this query is wrong".
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+_SELECT_ORDER = """
+SELECT o.order_id::text AS order_id, o.customer_id, o.status, o.status_reason,
+       o.currency_code, o.total_minor, o.created_at, o.updated_at,
+       array_agg(l.product_id ORDER BY l.line_no) AS product_ids,
+       array_agg(l.quantity ORDER BY l.line_no) AS quantities,
+       array_agg(l.unit_price_minor ORDER BY l.line_no) AS unit_prices
+FROM orders o
+JOIN order_lines l ON l.order_id = o.order_id
+"""
+
+
+@asynccontextmanager
+async def database_errors(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; an unreachable database becomes Unavailable (UNAVAILABLE/503)."""
+    try:
+        async with pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as connection:
+            yield connection
+    except _CONNECTION_ERRORS as error:
+        raise Unavailable(
+            f"orders database unavailable: {type(error).__name__}", dependency="postgres"
+        ) from error
+
+
+def _order_from_row(row: Any) -> domain.Order:
+    currency = row["currency_code"]
+    lines = tuple(
+        domain.OrderLine(product_id, quantity, domain.Money(currency, unit_price))
+        for product_id, quantity, unit_price in zip(
+            row["product_ids"], row["quantities"], row["unit_prices"], strict=True
+        )
+    )
+    return domain.Order(
+        order_id=row["order_id"],
+        customer_id=row["customer_id"],
+        lines=lines,
+        total=domain.Money(currency, row["total_minor"]),
+        status=domain.OrderStatus(row["status"]),
+        status_reason=row["status_reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class PostgresOrderRepository:
+    """:class:`domain.OrderRepository` on the service's pool."""
+
+    def __init__(self, pool: asyncpg.Pool, topics: Topics) -> None:
+        self._pool = pool
+        self._topics = topics
+
+    async def get(self, order_id: str) -> domain.Order | None:
+        async with database_errors(self._pool) as connection:
+            row = await connection.fetchrow(
+                _SELECT_ORDER + "WHERE o.order_id = $1 GROUP BY o.order_id", order_id
+            )
+        return None if row is None else _order_from_row(row)
+
+    async def find_by_idempotency_key(self, key: str) -> tuple[domain.Order, str] | None:
+        async with database_errors(self._pool) as connection:
+            row = await connection.fetchrow(
+                _SELECT_ORDER.replace("SELECT ", "SELECT k.request_fingerprint, ", 1)
+                + "JOIN idempotency_keys k ON k.order_id = o.order_id "
+                "WHERE k.idempotency_key = $1 GROUP BY o.order_id, k.request_fingerprint",
+                key,
+            )
+        return None if row is None else (_order_from_row(row), row["request_fingerprint"])
+
+    async def add_placed_order(
+        self,
+        order: domain.Order,
+        idempotency_key: str,
+        fingerprint: str,
+        event: domain.OrderPlacedEvent,
+    ) -> None:
+        async with database_errors(self._pool) as connection, connection.transaction():
+            await connection.execute(
+                """
+                INSERT INTO orders (order_id, customer_id, status, status_reason,
+                                    currency_code, total_minor, created_at, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                """,
+                order.order_id,
+                order.customer_id,
+                order.status.value,
+                order.status_reason,
+                order.total.currency_code,
+                order.total.amount_minor,
+                order.created_at,
+                order.updated_at,
+            )
+            await connection.execute(
+                """
+                INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_minor)
+                SELECT $1, line.*
+                FROM unnest($2::smallint[], $3::text[], $4::integer[], $5::bigint[]) AS line
+                """,
+                order.order_id,
+                list(range(len(order.lines))),
+                [line.product_id for line in order.lines],
+                [line.quantity for line in order.lines],
+                [line.unit_price.amount_minor for line in order.lines],
+            )
+            # A concurrent transaction holding the same key makes this statement
+            # wait for it; if it commits, nothing is inserted and ours rolls back.
+            claimed = await connection.fetchval(
+                """
+                INSERT INTO idempotency_keys (idempotency_key, order_id, request_fingerprint,
+                                              created_at)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING true
+                """,
+                idempotency_key,
+                order.order_id,
+                fingerprint,
+                order.created_at,
+            )
+            if not claimed:
+                raise domain.IdempotencyKeyTaken(idempotency_key)
+            await enqueue(
+                connection,
+                topic=self._topics.order_placed,
+                key=order.order_id,
+                message=messages.order_placed_to_wire(event),
+                event_id=event.event_id,
+            )
+
+
+class PostgresOrderStatusStore:
+    """:class:`domain.OrderStatusStore` on the connection of one consumer transaction."""
+
+    def __init__(self, connection: asyncpg.Connection, topics: Topics) -> None:
+        self._connection = connection
+        self._topics = topics
+
+    async def get_for_update(self, order_id: str) -> domain.Order | None:
+        # Lock the order row first so two decisions for one order serialize.
+        locked = await self._connection.fetchval(
+            "SELECT true FROM orders WHERE order_id = $1 FOR UPDATE", order_id
+        )
+        if not locked:
+            return None
+        row = await self._connection.fetchrow(
+            _SELECT_ORDER + "WHERE o.order_id = $1 GROUP BY o.order_id", order_id
+        )
+        return None if row is None else _order_from_row(row)
+
+    async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
+        await self._connection.execute(
+            "UPDATE orders SET status = $2, status_reason = $3, updated_at = $4 "
+            "WHERE order_id = $1",
+            order.order_id,
+            order.status.value,
+            order.status_reason,
+            order.updated_at,
+        )
+        await enqueue(
+            self._connection,
+            topic=self._topics.order_status_changed,
+            key=order.order_id,
+            message=messages.status_changed_to_wire(event),
+            event_id=event.event_id,
+        )

@@ -1,0 +1,562 @@
+"""Fixtures of the orders tests: hand-written fakes for unit tests, real servers for integration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import astuple, dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+import grpc
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from emporium.common.v1 import money_pb2
+from emporium.kit.config import parse_settings
+from emporium.kit.db import migrate
+from emporium.kit.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from emporium.orders import domain
+from emporium.orders.main import MIGRATIONS_DIR, build
+from emporium.orders.settings import OrdersSettings
+from emporium.orders.topics import Topics
+from emporium.orders.v1 import orders_pb2_grpc
+
+
+@dataclass
+class FakeCatalog:
+    prices: dict[str, domain.Money] = field(default_factory=dict)
+    stock: dict[str, int] = field(default_factory=dict)
+    down: bool = False
+    release_fails: bool = False
+    #: The next reservation is made but its answer is lost (a timeout).
+    lose_reserve_answer: bool = False
+    reservations: dict[str, list[domain.RequestedItem]] = field(default_factory=dict)
+    released: list[str] = field(default_factory=list)
+    price_calls: int = 0
+
+    async def get_prices(self, product_ids: Sequence[str]) -> dict[str, domain.Money]:
+        self.price_calls += 1
+        if self.down:
+            raise Unavailable("catalog unavailable", dependency="catalog")
+        return {pid: self.prices[pid] for pid in product_ids if pid in self.prices}
+
+    async def reserve_stock(self, order_id: str, items: Sequence[domain.RequestedItem]) -> None:
+        if self.down:
+            raise Unavailable("catalog unavailable", dependency="catalog")
+        if self.lose_reserve_answer:
+            self.lose_reserve_answer = False
+            await self.reserve_stock(order_id, items)
+            raise DeadlineExceeded("catalog timed out", dependency="catalog")
+        if order_id in self.reservations:
+            return
+        for item in items:
+            if self.stock.get(item.product_id, 0) < item.quantity:
+                raise FailedPrecondition(f"{item.product_id} is out of stock")
+        for item in items:
+            self.stock[item.product_id] -= item.quantity
+        self.reservations[order_id] = list(items)
+
+    async def release_stock(self, order_id: str) -> None:
+        if self.release_fails or self.down:
+            raise Unavailable("catalog unavailable", dependency="catalog")
+        self.released.append(order_id)
+        for item in self.reservations.pop(order_id, []):
+            self.stock[item.product_id] += item.quantity
+
+
+@dataclass
+class FakeRepository:
+    orders: dict[str, domain.Order] = field(default_factory=dict)
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    outbox: list[domain.OrderPlacedEvent] = field(default_factory=list)
+    down: bool = False
+    #: Delay inside add_placed_order, to let concurrent requests interleave.
+    write_delay: float = 0.0
+    write_started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def get(self, order_id: str) -> domain.Order | None:
+        self._check()
+        return self.orders.get(order_id)
+
+    async def find_by_idempotency_key(self, key: str) -> tuple[domain.Order, str] | None:
+        self._check()
+        if key not in self.keys:
+            return None
+        order_id, fingerprint = self.keys[key]
+        return self.orders[order_id], fingerprint
+
+    async def add_placed_order(
+        self,
+        order: domain.Order,
+        idempotency_key: str,
+        fingerprint: str,
+        event: domain.OrderPlacedEvent,
+    ) -> None:
+        self._check()
+        self.write_started.set()
+        if self.write_delay:
+            await asyncio.sleep(self.write_delay)
+        if idempotency_key in self.keys:
+            raise domain.IdempotencyKeyTaken(idempotency_key)
+        self.orders[order.order_id] = order
+        self.keys[idempotency_key] = (order.order_id, fingerprint)
+        self.outbox.append(event)
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("orders database unavailable", dependency="postgres")
+
+
+@dataclass
+class FakeStatusStore:
+    orders: dict[str, domain.Order] = field(default_factory=dict)
+    outbox: list[domain.OrderStatusChangedEvent] = field(default_factory=list)
+
+    async def get_for_update(self, order_id: str) -> domain.Order | None:
+        return self.orders.get(order_id)
+
+    async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
+        self.orders[order.order_id] = replace(order)
+        self.outbox.append(event)
+
+
+EUR = "EUR"
+
+
+@pytest.fixture
+def catalog() -> FakeCatalog:
+    return FakeCatalog(
+        prices={
+            "sku-1": domain.Money(EUR, 1999),
+            "sku-2": domain.Money(EUR, 500),
+            "sku-usd": domain.Money("USD", 1000),
+        },
+        stock={"sku-1": 50, "sku-2": 50, "sku-usd": 50},
+    )
+
+
+@pytest.fixture
+def repository() -> FakeRepository:
+    return FakeRepository()
+
+
+@pytest.fixture
+def status_store() -> FakeStatusStore:
+    return FakeStatusStore()
+
+
+@pytest.fixture
+def checkout(repository: FakeRepository, catalog: FakeCatalog) -> domain.Checkout:
+    return domain.Checkout(repository=repository, catalog=catalog)
+
+
+# --- integration: the real PostgreSQL and Kafka of the local runner -----------------
+#
+# Each test gets its own database and its own topics, so tests never see each
+# other's data or that of a running system. The catalog is a small real gRPC
+# servicer in this process on a loopback port (a test double of a peer service
+# over a real socket); the orders service is the real composition from main.py.
+
+REPO = Path(__file__).resolve().parents[3]
+TEST_PARTITIONS = 3
+
+
+def load_platform() -> ModuleType:
+    """The runner's package, loaded from its file (scripts/ must not go on sys.path)."""
+    if "emporium_platform" in sys.modules:
+        return sys.modules["emporium_platform"]
+    package = REPO / "scripts" / "emporium_platform"
+    spec = importlib.util.spec_from_file_location(
+        "emporium_platform", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["emporium_platform"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def platform() -> ModuleType:
+    """PostgreSQL and Kafka, started by the runner if they are not running yet."""
+    module = load_platform()
+    try:
+        module.ensure_started()
+    except module.PlatformError as error:
+        pytest.skip(f"PostgreSQL and Kafka could not be started: {error}")
+    return module
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(platform: ModuleType) -> str:
+    return str(platform.admin_url())
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(platform: ModuleType) -> str:
+    return str(platform.kafka_bootstrap())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def database(admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database with the orders migrations; dropped afterwards."""
+    name = f"orders_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+        await migrate(dsn, MIGRATIONS_DIR)
+        yield dsn
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def db(database: str) -> AsyncIterator[asyncpg.Pool]:
+    """The test's own view of the orders database, for assertions."""
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=3)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str) -> AsyncIterator[Topics]:
+    """Uniquely named topics (and .dlq twins) for this test; deleted afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    names = Topics(
+        order_placed=f"orders-test.order-placed.{suffix}",
+        order_status_changed=f"orders-test.order-status-changed.{suffix}",
+        fraud_decision_made=f"orders-test.fraud-decision-made.{suffix}",
+    )
+    every = [t for name in astuple(names) for t in (name, f"{name}.dlq")]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(t, num_partitions=3, replication_factor=1) for t in every]
+        )
+        for _ in range(100):
+            if set(every) <= set(await admin.list_topics()):
+                break
+            await asyncio.sleep(0.05)
+        yield names
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.delete_topics(every)
+        await admin.close()
+
+
+async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 15.0) -> list[Any]:
+    """Reads a topic from the beginning until ``expected`` records arrived (or timeout)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # Every test topic has TEST_PARTITIONS partitions (see the topics fixture).
+        assigned = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        records: list[Any] = []
+        deadline = time.monotonic() + within
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], within: float = 15.0, interval: float = 0.05
+) -> float:
+    """Polls an async condition until it holds; returns the seconds it took."""
+    started = time.monotonic()
+    while not await condition():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
+    """A catalog whose answers the test controls, served over real gRPC."""
+
+    def __init__(self) -> None:
+        self.prices = {
+            "sku-1": ("EUR", 1999),
+            "sku-2": ("EUR", 500),
+            "sku-usd": ("USD", 1000),
+        }
+        self.stock = {"sku-1": 1000, "sku-2": 1000, "sku-usd": 1000}
+        self.reservations: dict[str, list[tuple[str, int]]] = {}
+        self.released: list[str] = []
+        self.calls: dict[str, int] = {}
+        #: Runs inside ReserveStock after the reservation is made (fault injection).
+        self.after_reserve: Callable[[], Awaitable[None]] | None = None
+
+    def _count(self, method: str) -> None:
+        self.calls[method] = self.calls.get(method, 0) + 1
+
+    async def BatchGetPrices(self, request: Any, context: Any) -> Any:
+        self._count("BatchGetPrices")
+        return catalog_pb2.BatchGetPricesResponse(
+            prices=[
+                catalog_pb2.ProductPrice(
+                    product_id=pid,
+                    price=money_pb2.Money(
+                        currency_code=self.prices[pid][0], amount_minor=self.prices[pid][1]
+                    ),
+                )
+                for pid in request.product_ids
+                if pid in self.prices
+            ]
+        )
+
+    async def ReserveStock(self, request: Any, context: Any) -> Any:
+        self._count("ReserveStock")
+        if request.order_id not in self.reservations:
+            for item in request.items:
+                if item.product_id not in self.stock:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, f"{item.product_id} not found")
+                if self.stock[item.product_id] < item.quantity:
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION, f"{item.product_id} is out of stock"
+                    )
+            for item in request.items:
+                self.stock[item.product_id] -= item.quantity
+            self.reservations[request.order_id] = [
+                (i.product_id, i.quantity) for i in request.items
+            ]
+        if self.after_reserve is not None:
+            await self.after_reserve()
+        return catalog_pb2.ReserveStockResponse()
+
+    async def ReleaseStock(self, request: Any, context: Any) -> Any:
+        self._count("ReleaseStock")
+        self.released.append(request.order_id)
+        for product_id, quantity in self.reservations.pop(request.order_id, []):
+            self.stock[product_id] += quantity
+        return catalog_pb2.ReleaseStockResponse()
+
+
+@dataclass
+class CatalogServer:
+    servicer: CatalogDouble
+    port: int
+    server: grpc.aio.Server | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        server = grpc.aio.server()
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(self.servicer, server)
+        health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        await health.set("", health_pb2.HealthCheckResponse.SERVING)
+        server.add_insecure_port(self.addr)
+        await server.start()
+        self.server = server
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(None)
+            self.server = None
+
+
+@pytest.fixture
+async def catalog_server() -> AsyncIterator[CatalogServer]:
+    server = CatalogServer(CatalogDouble(), free_port())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+class TcpProxy:
+    """A loopback TCP relay that a test can cut and restore: a real network fault."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        """Stops listening and drops every open connection."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._links):
+            writer.transport.abort()
+        self._links.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._links.update({writer, up_writer})
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+                self._links.discard(dst)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@dataclass
+class RunningOrders:
+    service: Any
+    task: asyncio.Task[None]
+    settings: OrdersSettings
+    channel: grpc.aio.Channel
+    stub: orders_pb2_grpc.OrderServiceStub
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.admin_port}"
+
+
+def orders_env(
+    database: str, kafka_bootstrap: str, catalog_addr: str, **overrides: str
+) -> dict[str, str]:
+    return {
+        "ENVIRONMENT": "test",
+        "BIND_HOST": "127.0.0.1",
+        "GRPC_PORT": str(free_port()),
+        "ADMIN_PORT": str(free_port()),
+        "HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
+        "SHUTDOWN_GRACE_SECONDS": "3",
+        "DATABASE_URL": database,
+        "DATABASE_POOL_MAX_SIZE": "10",
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_CONSUMER_GROUP": f"orders-test-{uuid.uuid4().hex[:8]}",
+        "KAFKA_MAX_DELIVERY_ATTEMPTS": "3",
+        "CATALOG_ADDR": catalog_addr,
+        "CATALOG_TIMEOUT_MS": "800",
+        **overrides,
+    }
+
+
+@pytest.fixture
+async def start_orders() -> AsyncIterator[Callable[..., Awaitable[RunningOrders]]]:
+    """Starts the real orders composition (main.build) in this process; stops it after."""
+    started: list[RunningOrders] = []
+
+    async def start(env: dict[str, str], topics: Topics, wait_ready: bool = True) -> RunningOrders:
+        settings = parse_settings(OrdersSettings, env)
+        service = await build(settings, topics)
+        task = asyncio.create_task(service.run())
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
+        running = RunningOrders(
+            service, task, settings, channel, orders_pb2_grpc.OrderServiceStub(channel)
+        )
+        started.append(running)
+        if wait_ready:
+            await eventually(lambda: is_ready(running), within=15)
+        return running
+
+    yield start
+    loop = asyncio.get_running_loop()
+    for running in started:
+        running.service.request_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(running.task, 15)
+        await running.channel.close()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+
+
+async def is_ready(running: RunningOrders) -> bool:
+    async with httpx.AsyncClient(timeout=1) as http:
+        try:
+            return (await http.get(running.admin_url + "/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@pytest.fixture
+async def orders(
+    database: str,
+    kafka_bootstrap: str,
+    catalog_server: CatalogServer,
+    topics: Topics,
+    start_orders: Callable[..., Awaitable[RunningOrders]],
+) -> RunningOrders:
+    return await start_orders(orders_env(database, kafka_bootstrap, catalog_server.addr), topics)
+
+
+@pytest.fixture
+def make_env(kafka_bootstrap: str) -> Callable[..., dict[str, str]]:
+    """``make_env(database, catalog_addr, kafka=..., **overrides)``: an orders environment."""
+
+    def make(database: str, catalog_addr: str, kafka: str = kafka_bootstrap, **more: str) -> Any:
+        return orders_env(database, kafka, catalog_addr, **more)
+
+    return make
+
+
+@pytest.fixture
+def reader(kafka_bootstrap: str) -> Callable[..., Awaitable[list[Any]]]:
+    """``await reader(topic, expected)``: records of a topic, read from the beginning."""
+
+    async def read(topic: str, expected: int, within: float = 15.0) -> list[Any]:
+        return await read_topic(kafka_bootstrap, topic, expected, within)
+
+    return read
+
+
+@pytest.fixture
+async def tcp_proxy() -> AsyncIterator[Callable[[str, int], Awaitable[TcpProxy]]]:
+    """``await tcp_proxy(host, port)``: a started relay the test can cut and restore."""
+    proxies: list[TcpProxy] = []
+
+    async def make(host: str, port: int) -> TcpProxy:
+        proxy = TcpProxy(host, port)
+        await proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        await proxy.cut()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()

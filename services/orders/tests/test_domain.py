@@ -1,0 +1,379 @@
+"""Checkout rules, validation and fraud decisions, with fakes for the edges."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from emporium.kit.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
+from emporium.orders import domain
+from emporium.orders.domain import OrderStatus, PlaceOrder, RequestedItem
+
+pytestmark = pytest.mark.unit
+
+
+def request(key: str = "checkout-0001", customer: str = "alice", **items: int) -> PlaceOrder:
+    items = items or {"sku-1": 2, "sku-2": 1}
+    return PlaceOrder(
+        key, customer, tuple(RequestedItem(p.replace("_", "-"), q) for p, q in items.items())
+    )
+
+
+def violations(error: pytest.ExceptionInfo[InvalidArgument]) -> dict[str, str]:
+    return {v.field: v.description for v in error.value.violations}
+
+
+# --- validation -------------------------------------------------------------------
+
+
+def test_a_valid_request_passes() -> None:
+    domain.validate_place_order(request())
+
+
+@pytest.mark.parametrize(
+    "key", ["short", "x" * 129, "has space here", "key/with/slash", "ключ-12345", ""]
+)
+def test_bad_idempotency_keys_are_refused(key: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        domain.validate_place_order(request(key=key))
+    assert set(violations(error)) == {"idempotency_key"}
+
+
+@pytest.mark.parametrize("key", ["abcdefgh", "A-b_c:d.e-0123456789", "k" * 128])
+def test_good_idempotency_keys_pass(key: str) -> None:
+    domain.validate_place_order(request(key=key))
+
+
+def test_customer_id_is_required_and_bounded() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        domain.validate_place_order(request(customer=""))
+    assert violations(error) == {"customer_id": "is required"}
+    with pytest.raises(InvalidArgument) as error:
+        domain.validate_place_order(request(customer="c" * 65))
+    assert set(violations(error)) == {"customer_id"}
+    domain.validate_place_order(request(customer="c" * 64))
+
+
+def test_items_are_required_and_at_most_fifty() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        domain.validate_place_order(PlaceOrder("checkout-0001", "alice", ()))
+    assert set(violations(error)) == {"items"}
+    many = tuple(RequestedItem(f"sku-{i}", 1) for i in range(51))
+    with pytest.raises(InvalidArgument) as error:
+        domain.validate_place_order(PlaceOrder("checkout-0001", "alice", many))
+    assert set(violations(error)) == {"items"}
+    domain.validate_place_order(PlaceOrder("checkout-0001", "alice", many[:50]))
+
+
+def test_item_violations_name_the_item() -> None:
+    items = (
+        RequestedItem("sku-1", 1),
+        RequestedItem("sku-2", 0),
+        RequestedItem("", 1),
+        RequestedItem("sku-1", 101),
+    )
+    with pytest.raises(InvalidArgument) as error:
+        domain.validate_place_order(PlaceOrder("checkout-0001", "alice", items))
+    assert violations(error) == {
+        "items[1].quantity": "must be between 1 and 100",
+        "items[2].product_id": "is required",
+        "items[3].product_id": "duplicate product; use one item with a quantity",
+        "items[3].quantity": "must be between 1 and 100",
+    }
+
+
+def test_every_violation_is_reported_at_once() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        domain.validate_place_order(PlaceOrder("bad", "", ()))
+    assert set(violations(error)) == {"idempotency_key", "customer_id", "items"}
+
+
+def test_fingerprint_ignores_item_order_but_not_content() -> None:
+    a = PlaceOrder("k" * 8, "alice", (RequestedItem("a", 1), RequestedItem("b", 2)))
+    b = PlaceOrder("k" * 8, "alice", (RequestedItem("b", 2), RequestedItem("a", 1)))
+    c = PlaceOrder("k" * 8, "alice", (RequestedItem("a", 1), RequestedItem("b", 3)))
+    d = PlaceOrder("k" * 8, "bob", (RequestedItem("a", 1), RequestedItem("b", 2)))
+    assert a.fingerprint() == b.fingerprint()
+    assert len({a.fingerprint(), c.fingerprint(), d.fingerprint()}) == 3
+
+
+def test_order_ids_must_be_uuids() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        domain.parse_order_id("not-a-uuid")
+    assert violations(error) == {"order_id": "must be a UUID"}
+    value = uuid.uuid4()
+    assert domain.parse_order_id(str(value).upper()) == str(value)
+
+
+# --- pricing ----------------------------------------------------------------------
+
+
+def test_total_is_computed_from_catalog_prices() -> None:
+    lines = domain.price_lines(
+        [RequestedItem("a", 3), RequestedItem("b", 2)],
+        {"a": domain.Money("EUR", 1999), "b": domain.Money("EUR", 1)},
+    )
+    assert domain.order_total(lines) == domain.Money("EUR", 3 * 1999 + 2)
+
+
+def test_mixed_currencies_are_refused() -> None:
+    lines = domain.price_lines(
+        [RequestedItem("a", 1), RequestedItem("b", 1)],
+        {"a": domain.Money("EUR", 100), "b": domain.Money("USD", 100)},
+    )
+    with pytest.raises(FailedPrecondition, match="different currencies"):
+        domain.order_total(lines)
+
+
+def test_unknown_products_are_not_found() -> None:
+    with pytest.raises(NotFound, match="nope"):
+        domain.price_lines([RequestedItem("nope", 1)], {})
+
+
+# --- place_order ------------------------------------------------------------------
+
+
+async def test_place_order_writes_order_and_event_and_reserves_stock(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    result = await checkout.place_order(request())
+    assert result.created
+    order = result.order
+    assert order.status is OrderStatus.PENDING
+    assert order.total == domain.Money("EUR", 2 * 1999 + 500)
+    assert [(line.product_id, line.quantity) for line in order.lines] == [
+        ("sku-1", 2),
+        ("sku-2", 1),
+    ]
+    assert repository.orders == {order.order_id: order}
+    assert [event.order for event in repository.outbox] == [order]
+    assert repository.outbox[0].event_id != order.order_id
+    assert catalog.stock["sku-1"] == 48
+    assert order.order_id in catalog.reservations
+    uuid.UUID(order.order_id)
+
+
+async def test_same_key_same_request_returns_the_same_order(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    first = await checkout.place_order(request())
+    second = await checkout.place_order(request())
+    assert second.created is False
+    assert second.order == first.order
+    assert len(repository.orders) == 1
+    assert len(repository.outbox) == 1
+    assert catalog.price_calls == 1  # the retry never reached the catalog
+
+
+async def test_same_key_different_request_is_already_exists(checkout: domain.Checkout) -> None:
+    await checkout.place_order(request())
+    with pytest.raises(AlreadyExists, match="idempotency key reused with a different request"):
+        await checkout.place_order(request(sku_1=3))
+    with pytest.raises(AlreadyExists):
+        await checkout.place_order(request(customer="mallory"))
+
+
+async def test_concurrent_requests_with_one_key_make_one_order(
+    repository: Any, catalog: Any
+) -> None:
+    repository.write_delay = 0.01
+    checkout = domain.Checkout(repository=repository, catalog=catalog)
+    results = await asyncio.gather(*(checkout.place_order(request()) for _ in range(10)))
+    assert len({r.order.order_id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert len(repository.orders) == 1
+    # The losers gave their reservations back: only the winner holds stock.
+    assert list(catalog.reservations) == [results[0].order.order_id]
+    assert catalog.stock["sku-1"] == 48
+    assert len(catalog.released) == 9
+
+
+async def test_catalog_down_writes_nothing(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    catalog.down = True
+    with pytest.raises(Unavailable):
+        await checkout.place_order(request())
+    assert repository.orders == {}
+    assert repository.outbox == []
+
+
+async def test_out_of_stock_writes_nothing(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    catalog.stock["sku-2"] = 0
+    with pytest.raises(FailedPrecondition, match="out of stock"):
+        await checkout.place_order(request())
+    assert repository.orders == {}
+    assert catalog.stock["sku-1"] == 50
+
+
+async def test_unknown_product_is_not_found_before_any_reservation(
+    checkout: domain.Checkout, catalog: Any
+) -> None:
+    with pytest.raises(NotFound):
+        await checkout.place_order(request(sku_1=1, sku_404=1))
+    assert catalog.reservations == {}
+
+
+async def test_mixed_currencies_reserve_nothing(checkout: domain.Checkout, catalog: Any) -> None:
+    with pytest.raises(FailedPrecondition):
+        await checkout.place_order(request(sku_1=1, sku_usd=1))
+    assert catalog.reservations == {}
+
+
+async def test_a_lost_reservation_answer_releases_the_order_id(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    catalog.lose_reserve_answer = True
+    with pytest.raises(DeadlineExceeded):
+        await checkout.place_order(request())
+    assert catalog.reservations == {}
+    assert len(catalog.released) == 1
+    assert catalog.stock["sku-1"] == 50
+    assert repository.orders == {}
+
+
+async def test_a_business_refusal_releases_nothing(checkout: domain.Checkout, catalog: Any) -> None:
+    catalog.stock["sku-1"] = 0
+    with pytest.raises(FailedPrecondition):
+        await checkout.place_order(request())
+    assert catalog.released == []
+
+
+async def test_database_down_at_commit_releases_the_stock(repository: Any, catalog: Any) -> None:
+    class FailingWrite(type(repository)):  # type: ignore[misc]
+        async def add_placed_order(self, *args: Any) -> None:
+            raise Unavailable("orders database unavailable", dependency="postgres")
+
+    checkout = domain.Checkout(repository=FailingWrite(), catalog=catalog)
+    with pytest.raises(Unavailable):
+        await checkout.place_order(request())
+    assert catalog.reservations == {}
+    assert catalog.stock["sku-1"] == 50
+    assert len(catalog.released) == 1
+
+
+async def test_a_failed_release_is_reported_not_raised(repository: Any, catalog: Any) -> None:
+    class FailingWrite(type(repository)):  # type: ignore[misc]
+        async def add_placed_order(self, *args: Any) -> None:
+            raise Unavailable("orders database unavailable", dependency="postgres")
+
+    failures: list[str] = []
+    catalog.release_fails = True
+    checkout = domain.Checkout(
+        repository=FailingWrite(),
+        catalog=catalog,
+        on_release_failure=lambda order_id, error: failures.append(order_id),
+    )
+    with pytest.raises(Unavailable, match="database"):
+        await checkout.place_order(request())
+    assert failures == list(catalog.reservations)
+
+
+async def test_a_cancelled_caller_does_not_abandon_the_commit(
+    repository: Any, catalog: Any
+) -> None:
+    repository.write_delay = 0.05
+    checkout = domain.Checkout(repository=repository, catalog=catalog)
+    task = asyncio.create_task(checkout.place_order(request()))
+    await repository.write_started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The transaction finished: the order exists and keeps its stock, so a
+    # retry with the same key finds it instead of creating a second one.
+    assert len(repository.orders) == 1
+    assert catalog.released == []
+    again = await checkout.place_order(request())
+    assert again.created is False
+
+
+async def test_get_order(checkout: domain.Checkout) -> None:
+    placed = await checkout.place_order(request())
+    assert await checkout.get_order(placed.order.order_id) == placed.order
+    with pytest.raises(NotFound):
+        await checkout.get_order(str(uuid.uuid4()))
+    with pytest.raises(InvalidArgument):
+        await checkout.get_order("42")
+
+
+# --- fraud decisions --------------------------------------------------------------
+
+
+def pending_order(order_id: str | None = None) -> domain.Order:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    return domain.Order(
+        order_id=order_id or str(uuid.uuid4()),
+        customer_id="alice",
+        lines=(domain.OrderLine("sku-1", 1, domain.Money("EUR", 100)),),
+        total=domain.Money("EUR", 100),
+        status=OrderStatus.PENDING,
+        status_reason="",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@pytest.mark.parametrize(
+    ("verdict", "status", "reason"),
+    [
+        (domain.FraudVerdict.APPROVE, OrderStatus.APPROVED, ""),
+        (domain.FraudVerdict.REJECT, OrderStatus.REJECTED, "total above limit"),
+    ],
+)
+async def test_a_decision_moves_a_pending_order(
+    status_store: Any, verdict: domain.FraudVerdict, status: OrderStatus, reason: str
+) -> None:
+    order = pending_order()
+    status_store.orders[order.order_id] = order
+    decision = domain.FraudDecision(order.order_id, verdict, 42, "total above limit")
+    event = await domain.apply_fraud_decision(status_store, decision)
+    assert event is not None
+    stored = status_store.orders[order.order_id]
+    assert (stored.status, stored.status_reason) == (status, reason)
+    assert stored.updated_at > order.updated_at
+    assert (event.previous_status, event.status, event.reason) == (
+        OrderStatus.PENDING,
+        status,
+        reason,
+    )
+    assert status_store.outbox == [event]
+
+
+async def test_a_second_decision_is_ignored(status_store: Any) -> None:
+    order = pending_order()
+    status_store.orders[order.order_id] = order
+    approve = domain.FraudDecision(order.order_id, domain.FraudVerdict.APPROVE, 1, "")
+    reject = domain.FraudDecision(order.order_id, domain.FraudVerdict.REJECT, 99, "late")
+    assert await domain.apply_fraud_decision(status_store, approve) is not None
+    assert await domain.apply_fraud_decision(status_store, reject) is None
+    assert await domain.apply_fraud_decision(status_store, approve) is None
+    assert status_store.orders[order.order_id].status is OrderStatus.APPROVED
+    assert len(status_store.outbox) == 1
+
+
+async def test_a_decision_for_an_unknown_order_is_ignored(status_store: Any) -> None:
+    decision = domain.FraudDecision(str(uuid.uuid4()), domain.FraudVerdict.APPROVE, 1, "")
+    assert await domain.apply_fraud_decision(status_store, decision) is None
+    assert status_store.outbox == []
+
+
+async def test_a_rejection_without_reason_gets_one(status_store: Any) -> None:
+    order = pending_order()
+    status_store.orders[order.order_id] = order
+    decision = domain.FraudDecision(order.order_id, domain.FraudVerdict.REJECT, 80, "")
+    event = await domain.apply_fraud_decision(status_store, decision)
+    assert event is not None
+    assert event.reason == "rejected by fraud checks"

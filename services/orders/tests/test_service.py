@@ -1,0 +1,475 @@
+"""The orders service over real gRPC, on a real PostgreSQL database and real Kafka.
+
+The service is the composition of main.py, started in this process on
+loopback ports; the catalog is a test double served over real gRPC whose
+answers the tests control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import grpc
+import httpx
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from emporium.events.v1 import fraud_events_pb2, order_events_pb2
+from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.kafka import EventProducer
+from emporium.orders.topics import Topics
+from emporium.orders.v1 import orders_pb2
+
+pytestmark = pytest.mark.integration
+
+PENDING = orders_pb2.ORDER_STATUS_PENDING
+APPROVED = orders_pb2.ORDER_STATUS_APPROVED
+REJECTED = orders_pb2.ORDER_STATUS_REJECTED
+
+
+def place_request(
+    key: str | None = None, customer: str = "alice", **items: int
+) -> orders_pb2.PlaceOrderRequest:
+    items = items or {"sku_1": 2, "sku_2": 1}
+    return orders_pb2.PlaceOrderRequest(
+        idempotency_key=key or f"key-{uuid.uuid4().hex}",
+        customer_id=customer,
+        items=[
+            orders_pb2.OrderItem(product_id=pid.replace("_", "-"), quantity=qty)
+            for pid, qty in items.items()
+        ],
+    )
+
+
+async def counts(db: asyncpg.Pool) -> dict[str, int]:
+    row = await db.fetchrow(
+        "SELECT (SELECT count(*) FROM orders) AS orders,"
+        " (SELECT count(*) FROM order_lines) AS lines,"
+        " (SELECT count(*) FROM idempotency_keys) AS keys,"
+        " (SELECT count(*) FROM outbox) AS outbox"
+    )
+    return dict(row)
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], within: float = 15.0, interval: float = 0.05
+) -> float:
+    """Polls an async condition until it holds; returns the seconds it took."""
+    started = time.monotonic()
+    while not await condition():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    found = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found.update({v.field: v.description for v in bad.field_violations})
+    return found
+
+
+async def publish_decision(
+    kafka_bootstrap: str,
+    topic: str,
+    order_id: str,
+    decision: int,
+    *,
+    event_id: str | None = None,
+    reason: str = "",
+    payload: bytes | None = None,
+) -> str:
+    settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    producer = EventProducer(settings, client_id="orders-tests")
+    await producer.start()
+    event_id = event_id or str(uuid.uuid4())
+    message = fraud_events_pb2.FraudDecisionMade(
+        event_id=event_id, order_id=order_id, decision=decision, risk_score=42, reason=reason
+    )
+    try:
+        await producer.send(
+            topic,
+            order_id,
+            payload if payload is not None else message.SerializeToString(),
+            {"event-id": event_id},
+        )
+    finally:
+        await producer.stop()
+    return event_id
+
+
+# --- PlaceOrder and GetOrder --------------------------------------------------------
+
+
+async def test_place_order_writes_order_lines_key_and_outbox_row(
+    orders: Any, db: asyncpg.Pool, catalog_server: Any, topics: Topics, reader: Any
+) -> None:
+    reply = await orders.stub.PlaceOrder(place_request(), timeout=5)
+    order = reply.order
+    assert reply.created
+    assert order.status == PENDING
+    assert order.total.currency_code == "EUR"
+    assert order.total.amount_minor == 2 * 1999 + 500
+    assert [(i.product_id, i.quantity, i.unit_price.amount_minor) for i in order.items] == [
+        ("sku-1", 2, 1999),
+        ("sku-2", 1, 500),
+    ]
+    assert uuid.UUID(order.order_id)
+    assert order.order_id in catalog_server.servicer.reservations
+    assert await counts(db) == {"orders": 1, "lines": 2, "keys": 1, "outbox": 1}
+
+    outbox = await db.fetchrow("SELECT topic, key, payload, event_id FROM outbox")
+    assert (outbox["topic"], outbox["key"]) == (topics.order_placed, order.order_id)
+    placed = order_events_pb2.OrderPlaced.FromString(outbox["payload"])
+    assert placed.order_id == order.order_id
+    assert placed.event_id == outbox["event_id"]
+    assert placed.total == order.total
+    assert list(placed.items) == list(order.items)
+
+    fetched = await orders.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order.order_id))
+    assert fetched.order == order
+
+    # The relay publishes the event to Kafka, keyed by order id.
+    records = await reader(topics.order_placed, 1)
+    assert [
+        (r.key.decode(), order_events_pb2.OrderPlaced.FromString(r.value)) for r in records
+    ] == [(order.order_id, placed)]
+
+
+async def test_same_key_twice_returns_the_first_order(
+    orders: Any, db: asyncpg.Pool, catalog_server: Any
+) -> None:
+    request = place_request()
+    first = await orders.stub.PlaceOrder(request, timeout=5)
+    second = await orders.stub.PlaceOrder(request, timeout=5)
+    assert (first.created, second.created) == (True, False)
+    assert second.order == first.order
+    assert await counts(db) == {"orders": 1, "lines": 2, "keys": 1, "outbox": 1}
+    assert catalog_server.servicer.calls.get("ReserveStock") == 1
+
+    changed = place_request(key=request.idempotency_key, sku_1=5)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(changed, timeout=5)
+    assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert error.value.details() == "idempotency key reused with a different request"
+
+
+async def test_ten_concurrent_requests_with_one_key_make_one_order(
+    orders: Any, db: asyncpg.Pool, catalog_server: Any
+) -> None:
+    request = place_request()
+    replies = await asyncio.gather(
+        *(orders.stub.PlaceOrder(request, timeout=10) for _ in range(10))
+    )
+    assert len({r.order.order_id for r in replies}) == 1
+    assert sum(r.created for r in replies) == 1
+    assert await counts(db) == {"orders": 1, "lines": 2, "keys": 1, "outbox": 1}
+    # Requests that lost the race gave their reservations back.
+    assert list(catalog_server.servicer.reservations) == [replies[0].order.order_id]
+    reserved = catalog_server.servicer.calls.get("ReserveStock", 0)
+    assert len(catalog_server.servicer.released) == reserved - 1
+    print(f"10 concurrent PlaceOrder, one key: {reserved} reservations, {reserved - 1} released")
+    assert catalog_server.servicer.stock["sku-1"] == 1000 - 2
+
+
+async def test_bad_requests_name_their_fields(orders: Any, db: asyncpg.Pool) -> None:
+    request = orders_pb2.PlaceOrderRequest(
+        idempotency_key="short",
+        customer_id="",
+        items=[
+            orders_pb2.OrderItem(product_id="sku-1", quantity=1),
+            orders_pb2.OrderItem(product_id="sku-2", quantity=0),
+            orders_pb2.OrderItem(product_id="sku-1", quantity=1),
+        ],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(request, timeout=5)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(error.value)) == {
+        "idempotency_key",
+        "customer_id",
+        "items[1].quantity",
+        "items[2].product_id",
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.GetOrder(orders_pb2.GetOrderRequest(order_id="nope"), timeout=5)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error.value) == {"order_id": "must be a UUID"}
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=str(uuid.uuid4())))
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await counts(db))["orders"] == 0
+
+
+async def test_catalog_refusals_write_nothing(
+    orders: Any, db: asyncpg.Pool, catalog_server: Any
+) -> None:
+    catalog_server.servicer.stock["sku-2"] = 0
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(place_request(), timeout=5)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(place_request(sku_404=1), timeout=5)
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(place_request(sku_1=1, sku_usd=1), timeout=5)
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "currencies" in (error.value.details() or "")
+    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    assert catalog_server.servicer.reservations == {}
+
+
+async def test_catalog_down_is_unavailable_and_writes_nothing(
+    orders: Any, db: asyncpg.Pool, catalog_server: Any
+) -> None:
+    await catalog_server.stop()
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(place_request(), timeout=5)
+    elapsed = time.monotonic() - started
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "catalog" in (error.value.details() or "")
+    assert elapsed < 2.0, f"UNAVAILABLE took {elapsed:.2f}s"
+    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    # Catalog is critical for checkout: orders reports unready while it is down.
+    await eventually(lambda: _ready_is(orders, False), within=5)
+    await catalog_server.start()
+    await eventually(lambda: _ready_is(orders, True), within=15)
+    reply = await orders.stub.PlaceOrder(place_request(), timeout=5)
+    assert reply.created
+
+
+async def test_order_and_outbox_row_commit_or_roll_back_together(
+    orders: Any, db: asyncpg.Pool, catalog_server: Any
+) -> None:
+    # Make the outbox insert, the last statement of the transaction, fail.
+    await db.execute(
+        """
+        CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'outbox refused by the test'; END $$;
+        CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox
+            FOR EACH ROW EXECUTE FUNCTION refuse_outbox();
+        """
+    )
+    request = place_request()
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(request, timeout=5)
+    assert error.value.code() == grpc.StatusCode.INTERNAL
+    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    # The stock reserved for the order that was never acknowledged went back.
+    assert catalog_server.servicer.reservations == {}
+    assert len(catalog_server.servicer.released) == 1
+
+    await db.execute("DROP TRIGGER refuse_outbox ON outbox")
+    reply = await orders.stub.PlaceOrder(request, timeout=5)
+    assert reply.created
+    assert await counts(db) == {"orders": 1, "lines": 2, "keys": 1, "outbox": 1}
+
+
+async def _ready_is(orders: Any, expected: bool) -> bool:
+    async with httpx.AsyncClient(timeout=1) as http:
+        try:
+            response = await http.get(orders.admin_url + "/readyz")
+        except httpx.HTTPError:
+            return False
+    return (response.status_code == 200) is expected
+
+
+# --- the orders database going away ---------------------------------------------------
+
+
+async def test_database_down_between_reservation_and_commit(
+    database: str,
+    db: asyncpg.Pool,
+    catalog_server: Any,
+    topics: Topics,
+    start_orders: Callable[..., Awaitable[Any]],
+    make_env: Any,
+    tcp_proxy: Any,
+) -> None:
+    host, port = database.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    proxy = await tcp_proxy(host, int(port))
+    through_proxy = database.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
+    orders = await start_orders(make_env(through_proxy, catalog_server.addr), topics)
+
+    # The database goes away after the stock was reserved, before the commit.
+    catalog_server.servicer.after_reserve = proxy.cut
+    request = place_request()
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(request, timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE, error.value.details()
+    assert time.monotonic() - started < 5
+    assert catalog_server.servicer.reservations == {}
+    assert len(catalog_server.servicer.released) == 1
+    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    catalog_server.servicer.after_reserve = None
+
+    # While it is down: a clean UNAVAILABLE before any reservation, and unready within 5 s.
+    unready_after = await eventually(lambda: _ready_is(orders, False), within=5)
+    reservations_before = catalog_server.servicer.calls.get("ReserveStock", 0)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(place_request(), timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert catalog_server.servicer.calls.get("ReserveStock", 0) == reservations_before
+
+    await proxy.start()
+    ready_after = await eventually(lambda: _ready_is(orders, True), within=5)
+    print(f"orders unready {unready_after:.1f}s after the cut, ready {ready_after:.1f}s after")
+    # The client retries with the same key: now it is placed, once.
+    reply = await orders.stub.PlaceOrder(request, timeout=5)
+    assert reply.created
+    assert await counts(db) == {"orders": 1, "lines": 2, "keys": 1, "outbox": 1}
+
+
+async def test_kafka_unreachable_checkout_goes_on(
+    database: str,
+    db: asyncpg.Pool,
+    catalog_server: Any,
+    topics: Topics,
+    start_orders: Callable[..., Awaitable[Any]],
+    make_env: Any,
+    unused_port: int,
+) -> None:
+    env = make_env(database, catalog_server.addr, kafka=f"127.0.0.1:{unused_port}")
+    orders = await start_orders(env, topics)
+    replies = [await orders.stub.PlaceOrder(place_request(), timeout=5) for _ in range(3)]
+    assert all(r.created and r.order.status == PENDING for r in replies)
+    assert await _ready_is(orders, True)
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 3
+    async with httpx.AsyncClient(timeout=2) as http:
+        health = (await http.get(orders.admin_url + "/healthz")).json()
+    assert health["dependencies"]["kafka"]["status"] == "down"
+    assert health["dependencies"]["kafka"]["critical"] is False
+    assert health["dependencies"]["postgres"]["status"] == "up"
+
+
+# --- fraud decisions ------------------------------------------------------------------
+
+
+async def test_fraud_decisions_flip_the_status_and_emit_events(
+    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, reader: Any
+) -> None:
+    approved = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
+    rejected = (await orders.stub.PlaceOrder(place_request(customer="fraud-x"), timeout=5)).order
+    await publish_decision(kafka_bootstrap, topics.fraud_decision_made, approved.order_id, 1)
+    await publish_decision(
+        kafka_bootstrap,
+        topics.fraud_decision_made,
+        rejected.order_id,
+        2,
+        reason="customer is on the deny list",
+    )
+
+    async def decided() -> bool:
+        statuses = {
+            o.order_id: (
+                await orders.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=o.order_id))
+            ).order.status
+            for o in (approved, rejected)
+        }
+        return statuses == {approved.order_id: APPROVED, rejected.order_id: REJECTED}
+
+    took = await eventually(decided, within=30)
+    print(f"decisions applied {took:.2f}s after publishing")
+    reply = await orders.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=rejected.order_id))
+    assert reply.order.status_reason == "customer is on the deny list"
+    assert reply.order.updated_at.ToDatetime() > reply.order.created_at.ToDatetime()
+
+    records = await reader(topics.order_status_changed, 2)
+    changes = {
+        r.key.decode(): order_events_pb2.OrderStatusChanged.FromString(r.value) for r in records
+    }
+    assert set(changes) == {approved.order_id, rejected.order_id}
+    assert (changes[approved.order_id].previous_status, changes[approved.order_id].status) == (
+        PENDING,
+        APPROVED,
+    )
+    assert changes[rejected.order_id].status == REJECTED
+    assert changes[rejected.order_id].reason == "customer is on the deny list"
+
+
+async def test_duplicate_late_and_unknown_decisions_are_ignored(
+    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str
+) -> None:
+    order = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
+    topic = topics.fraud_decision_made
+    event_id = await publish_decision(kafka_bootstrap, topic, order.order_id, 1)
+    await eventually(
+        lambda: _status_is(db, order.order_id, "APPROVED"),
+        within=30,
+    )
+    # The same event again, a contradicting late decision and one for an unknown order.
+    await publish_decision(kafka_bootstrap, topic, order.order_id, 1, event_id=event_id)
+    await publish_decision(kafka_bootstrap, topic, order.order_id, 2, reason="late")
+    await publish_decision(kafka_bootstrap, topic, str(uuid.uuid4()), 2)
+    await eventually(
+        lambda: _processed(db, 3),  # the duplicate is not recorded a second time
+        within=30,
+    )
+    assert await _status_is(db, order.order_id, "APPROVED")
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM outbox WHERE topic = $1", topics.order_status_changed
+        )
+        == 1
+    )
+
+
+async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(
+    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, reader: Any
+) -> None:
+    order = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
+    topic = topics.fraud_decision_made
+    await publish_decision(
+        kafka_bootstrap, topic, order.order_id, 1, payload=b"\xff\xffnot protobuf"
+    )
+    await publish_decision(kafka_bootstrap, topic, "not-a-uuid", 1)
+    await publish_decision(kafka_bootstrap, topic, order.order_id, 0)  # UNSPECIFIED
+    await publish_decision(kafka_bootstrap, topic, order.order_id, 1)
+    await eventually(lambda: _status_is(db, order.order_id, "APPROVED"), within=30)
+    dead = await reader(f"{topic}.dlq", 3)
+    assert len(dead) == 3
+    errors = sorted(dict(r.headers)["dlq-error"].decode() for r in dead)
+    assert all(e.startswith("PoisonMessage") for e in errors), errors
+
+
+async def _status_is(db: asyncpg.Pool, order_id: str, status: str) -> bool:
+    return await db.fetchval("SELECT status FROM orders WHERE order_id = $1", order_id) == status
+
+
+async def _processed(db: asyncpg.Pool, expected: int) -> bool:
+    return await db.fetchval("SELECT count(*) FROM processed_events") >= expected
+
+
+# --- a first latency figure -------------------------------------------------------------
+
+
+async def test_place_order_latency(orders: Any) -> None:
+    """Sequential PlaceOrder calls over loopback; prints median and p99 (informal)."""
+    await orders.stub.PlaceOrder(place_request(), timeout=5)  # warm-up
+    samples = []
+    for _ in range(200):
+        started = time.perf_counter()
+        await orders.stub.PlaceOrder(place_request(), timeout=5)
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    median = statistics.median(samples)
+    p99 = samples[int(len(samples) * 0.99) - 1]
+    print(
+        f"PlaceOrder over loopback, 200 sequential calls: median {median:.1f} ms, p99 {p99:.1f} ms"
+    )
+    assert median < 200
