@@ -1,0 +1,38 @@
+"""Kafka handlers of fraud: decode the event, hand it to the domain.
+
+The handler runs inside the kit consumer's transaction (the ``conn`` it is
+given), so the decision, its outbox event and the processed event id commit
+or roll back together.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from google.protobuf.message import DecodeError
+
+from emporium.events.v1 import order_events_pb2
+from emporium.fraud import domain, messages
+from emporium.fraud.repository import PostgresDecisionStore
+from emporium.fraud.topics import Topics
+from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage
+
+
+def decode_order_placed(payload: bytes) -> domain.PlacedOrder:
+    """The order in an ``orders.order-placed.v1`` payload, or PoisonMessage."""
+    try:
+        message = order_events_pb2.OrderPlaced.FromString(payload)
+    except DecodeError as error:
+        raise PoisonMessage(f"undecodable OrderPlaced: {error}") from error
+    try:
+        return messages.placed_order_from_wire(message)
+    except messages.InvalidOrderPlaced as error:
+        raise PoisonMessage(f"invalid OrderPlaced: {error}") from error
+
+
+def handlers(topics: Topics) -> dict[str, Handler]:
+    """The consumer's handlers, by topic."""
+
+    async def order_placed(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+        await domain.decide(PostgresDecisionStore(conn, topics), decode_order_placed(event.value))
+
+    return {topics.order_placed: order_placed}

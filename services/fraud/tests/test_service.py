@@ -1,0 +1,173 @@
+"""The fraud service on a real PostgreSQL database and real Kafka.
+
+The service is the composition of main.py, started in this process on
+loopback ports, fed ``OrderPlaced`` events on its own test topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from emporium.common.v1 import money_pb2
+from emporium.events.v1 import fraud_events_pb2, order_events_pb2
+from emporium.fraud.topics import Topics
+from emporium.kit.kafka import EventProducer
+from emporium.orders.v1 import orders_pb2
+
+pytestmark = pytest.mark.integration
+
+APPROVE = fraud_events_pb2.FRAUD_DECISION_APPROVE
+REJECT = fraud_events_pb2.FRAUD_DECISION_REJECT
+
+
+def order_placed(
+    customer: str = "alice", total_minor: int = 4_498, order_id: str | None = None, **items: int
+) -> order_events_pb2.OrderPlaced:
+    items = items or {"sku_1": 2, "sku_2": 1}
+    return order_events_pb2.OrderPlaced(
+        event_id=str(uuid.uuid4()),
+        order_id=order_id or str(uuid.uuid4()),
+        customer_id=customer,
+        items=[
+            orders_pb2.OrderItem(product_id=pid.replace("_", "-"), quantity=qty)
+            for pid, qty in items.items()
+        ],
+        total=money_pb2.Money(currency_code="EUR", amount_minor=total_minor),
+    )
+
+
+async def publish(
+    producer: EventProducer,
+    topic: str,
+    event: order_events_pb2.OrderPlaced,
+    *,
+    event_id: str | None = None,
+    payload: bytes | None = None,
+) -> None:
+    await producer.send(
+        topic,
+        event.order_id,
+        payload if payload is not None else event.SerializeToString(),
+        {"event-id": event_id or event.event_id},
+    )
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], within: float = 20.0, interval: float = 0.05
+) -> float:
+    started = time.monotonic()
+    while not await condition():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+async def decision_count(db: asyncpg.Pool) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM decisions"))
+
+
+async def test_orders_are_scored_and_decisions_published(
+    fraud: Any, db: asyncpg.Pool, topics: Topics, publisher: EventProducer, reader: Any
+) -> None:
+    ordinary = order_placed()
+    denied = order_placed(customer="fraud-mallory")
+    expensive = order_placed(total_minor=250_000)
+    for event in (ordinary, denied, expensive):
+        await publish(publisher, topics.order_placed, event)
+    took = await eventually(lambda: _has(db, 3))
+    print(f"three orders decided {took:.2f}s after publishing")
+
+    rows = {
+        r["order_id"]: r
+        for r in await db.fetch("SELECT order_id, verdict, risk_score, reason FROM decisions")
+    }
+    assert (rows[ordinary.order_id]["verdict"], rows[ordinary.order_id]["risk_score"]) == (
+        "APPROVE",
+        0,
+    )
+    assert rows[denied.order_id]["verdict"] == "REJECT"
+    assert rows[denied.order_id]["reason"] == "customer is on the deny list"
+    assert rows[expensive.order_id]["verdict"] == "REJECT"
+    assert "2500.00 EUR" in rows[expensive.order_id]["reason"]
+
+    records = await reader(topics.fraud_decision_made, 3)
+    published = {
+        r.key.decode(): fraud_events_pb2.FraudDecisionMade.FromString(r.value) for r in records
+    }
+    assert {k: v.decision for k, v in published.items()} == {
+        ordinary.order_id: APPROVE,
+        denied.order_id: REJECT,
+        expensive.order_id: REJECT,
+    }
+    assert all(v.order_id == k and v.event_id for k, v in published.items())
+    assert published[denied.order_id].risk_score == 100
+
+
+async def test_a_redelivered_order_gets_no_second_decision(
+    fraud: Any, db: asyncpg.Pool, topics: Topics, publisher: EventProducer, reader: Any
+) -> None:
+    event = order_placed()
+    await publish(publisher, topics.order_placed, event)
+    await eventually(lambda: _has(db, 1))
+    # The same event again, and the same order under a new event id.
+    await publish(publisher, topics.order_placed, event)
+    await publish(publisher, topics.order_placed, event, event_id=str(uuid.uuid4()))
+
+    async def both_seen() -> bool:
+        counts = (await fraud.healthz())["kafka_consumer"]["counts"]
+        return bool(counts["duplicate"] >= 1 and counts["processed"] >= 2)
+
+    await eventually(both_seen)
+    assert await decision_count(db) == 1
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 1
+    await asyncio.sleep(0.5)  # give the relay a chance to publish anything extra
+    records = await reader(topics.fraud_decision_made, 2, within=2)
+    assert len(records) == 1
+
+
+async def test_poison_events_go_to_the_dlq_and_consumption_goes_on(
+    fraud: Any, db: asyncpg.Pool, topics: Topics, publisher: EventProducer, reader: Any
+) -> None:
+    good = order_placed()
+    await publish(publisher, topics.order_placed, good, payload=b"\xff\xfenot protobuf")
+    no_total = order_placed()
+    no_total.ClearField("total")
+    await publish(publisher, topics.order_placed, no_total)
+    await publish(publisher, topics.order_placed, order_placed(order_id="42"))
+    await publish(publisher, topics.order_placed, good, event_id=str(uuid.uuid4()))
+    await eventually(lambda: _has(db, 1))
+    dead = await reader(f"{topics.order_placed}.dlq", 3)
+    assert len(dead) == 3
+    assert all(dict(r.headers)["dlq-error"].startswith(b"PoisonMessage") for r in dead)
+    assert await db.fetchval("SELECT order_id FROM decisions") == good.order_id
+
+
+async def test_grpc_port_serves_health_and_reflection(fraud: Any) -> None:
+    async with grpc.aio.insecure_channel(fraud.grpc_addr) as channel:
+        health = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=2
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        stream = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=2
+        )
+        services = [s.name async for reply in stream for s in reply.list_services_response.service]
+    assert "grpc.health.v1.Health" in services
+    report = await fraud.healthz()
+    assert report["dependencies"]["postgres"]["critical"] is True
+    assert report["dependencies"]["kafka"]["critical"] is False
+
+
+async def _has(db: asyncpg.Pool, expected: int) -> bool:
+    return await decision_count(db) >= expected
