@@ -1,7 +1,7 @@
 # Emporium developer entry points. `make help` lists them.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-PLATFORM := python3 scripts/platform.py
+PLATFORM := python3 scripts/platformctl.py
 
 .PHONY: help
 help: ## List the targets

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-PLATFORM = [sys.executable, str(ROOT / "scripts" / "platform.py")]
+PLATFORM = [sys.executable, str(ROOT / "scripts" / "platformctl.py")]
 
 
 @dataclass

@@ -6,5 +6,5 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-python3 scripts/platform.py up
+python3 scripts/platformctl.py up
 uv run --frozen python scripts/demo.py "$@"

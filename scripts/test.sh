@@ -28,8 +28,8 @@ pytest_run() { uv run --frozen pytest "$@"; }
 
 stage "bootstrap" scripts/bootstrap.sh
 stage "lint" scripts/lint.sh
-stage "platform (PostgreSQL, Kafka)" python3 scripts/platform.py start
-stage "provision" python3 scripts/platform.py provision
+stage "platform (PostgreSQL, Kafka)" python3 scripts/platformctl.py start
+stage "provision" python3 scripts/platformctl.py provision
 stage "kit and service tests (unit, integration)" pytest_run services tests/platform -q
 stage "browser (Debian chromium)" scripts/install-browser.sh
 stage "end-to-end, browser and degradation tests" pytest_run tests/e2e -q

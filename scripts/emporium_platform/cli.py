@@ -1,4 +1,4 @@
-"""Command line of the local platform: `python3 scripts/platform.py <command>`."""
+"""Command line of the local platform: `python3 scripts/platformctl.py <command>`."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def _stop_kafka(s: Settings, _: argparse.Namespace) -> None:
 def _print_endpoints(s: Settings) -> None:
     note(
         f"postgres: {'external' if not s.local_postgres else 'local'}; superuser DSN: "
-        f"`python3 scripts/platform.py admin-url`; log: {postgres.log_path(s)}"
+        f"`python3 scripts/platformctl.py admin-url`; log: {postgres.log_path(s)}"
     )
     note(f"kafka: {s.kafka_bootstrap}; log: {kafka.log_path(s)}")
 
@@ -100,7 +100,7 @@ def _status(s: Settings, _: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="platform.py", description=__doc__)
+    p = argparse.ArgumentParser(prog="platformctl.py", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
 
     def add(name: str, fn, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]

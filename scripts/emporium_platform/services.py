@@ -209,7 +209,7 @@ def up(s: Settings) -> None:
             _run_once(s, "catalog", "seed")
     for service in SERVICES:
         start_service(s, service)
-    note(f"logs in {s.logs_dir}; `python3 scripts/platform.py down` stops everything")
+    note(f"logs in {s.logs_dir}; `python3 scripts/platformctl.py down` stops everything")
     print(f"storefront: {STOREFRONT_URL}", flush=True)
 
 

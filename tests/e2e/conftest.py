@@ -37,7 +37,7 @@ GATEWAY_URL = "http://127.0.0.1:8080"
 def platform(*args: str, timeout: float = 180) -> str:
     """Runs a command of the local runner and returns its standard output."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "platform.py"), *args],
+        [sys.executable, str(ROOT / "scripts" / "platformctl.py"), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,9 +1,9 @@
 """Fixtures for the local platform runner's own tests.
 
 `load_platform()` imports scripts/emporium_platform by file (as
-`emporium_platform`), the same way `python3 scripts/platform.py` does; other
+`emporium_platform`), the same way `python3 scripts/platformctl.py` does; other
 test folders can copy it. Putting `scripts/` on sys.path instead would let
-scripts/platform.py shadow the standard `platform` module.
+scripts/platformctl.py shadow the standard `platform` module.
 
 Two instances are used:
 
@@ -31,7 +31,7 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNNER = ROOT / "scripts" / "platform.py"
+RUNNER = ROOT / "scripts" / "platformctl.py"
 PLATFORM_VARIABLES = (
     "EMPORIUM_STATE_DIR",
     "EMPORIUM_PG_PORT",
@@ -79,7 +79,7 @@ def platform_env(**values: str | None) -> Iterator[None]:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Runs `python3 scripts/platform.py ...` with the system interpreter's stdlib only."""
+    """Runs `python3 scripts/platformctl.py ...` with the system interpreter's stdlib only."""
     return subprocess.run(
         [sys.executable, "-I", str(RUNNER), *args],
         cwd=ROOT,

@@ -1,7 +1,7 @@
 """Fixtures for the kit's data tests: a throwaway database and topics per test.
 
 Integration tests run against the real PostgreSQL and Kafka of the local
-platform runner (``scripts/platform.py``), or the external servers it is
+platform runner (``scripts/platformctl.py``), or the external servers it is
 pointed at. Each test gets its own database (created with the runner's
 superuser, dropped afterwards) and its own uniquely named topics, so tests
 never see each other's data or anyone else's.

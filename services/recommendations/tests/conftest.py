@@ -1,7 +1,7 @@
 """Fixtures of the recommendations' integration tests: a throwaway database on the real
 PostgreSQL of the local runner, migrated, and the servicer on a loopback gRPC port.
 
-The runner's servers are found through ``python3 scripts/platform.py``; when
+The runner's servers are found through ``python3 scripts/platformctl.py``; when
 they are not running the integration tests are skipped (``make test`` starts
 them first).
 """
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def platform(*args: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "platform.py"), *args],
+        [sys.executable, str(ROOT / "scripts" / "platformctl.py"), *args],
         capture_output=True,
         text=True,
         timeout=60,
