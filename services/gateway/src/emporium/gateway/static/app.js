@@ -11,6 +11,7 @@
   const CART_KEY = "emporium.cart";
   const CUSTOMER_KEY = "emporium.customer";
   const ATTEMPT_KEY = "emporium.checkout-attempt";
+  const NAMES_KEY = "emporium.product-names";
   const POLL_INTERVAL_MS = 1000;
   const RETRYABLE = new Set([0, 500, 502, 503, 504]);
 
@@ -349,6 +350,22 @@
     sessionStorage.removeItem(ATTEMPT_KEY);
   }
 
+  // Orders carry product ids only; the order view shows the names the cart had.
+  function rememberNames(items) {
+    const names = productNames();
+    for (const item of items) names[item.product_id] = item.name;
+    localStorage.setItem(NAMES_KEY, JSON.stringify(names));
+  }
+
+  function productNames() {
+    try {
+      const names = JSON.parse(localStorage.getItem(NAMES_KEY) || "{}");
+      return names && typeof names === "object" ? names : {};
+    } catch {
+      return {};
+    }
+  }
+
   function renderCart(gen) {
     const items = loadCart();
     if (!items.length) {
@@ -422,6 +439,7 @@
           body: payload,
         });
         forgetAttempt();
+        rememberNames(loadCart());
         saveCart([]);
         location.hash = `#/orders/${encodeURIComponent(body.order.order_id)}`;
       } catch (error) {
@@ -481,8 +499,11 @@
         total.replaceChildren(priceElement(order.total, "order-total-price"));
         reason.textContent = order.status_reason ? `Reason: ${order.status_reason}` : "";
         if (!shownItems) {
-          items.replaceChildren(...order.items.map((item) => el("li", { testid: "order-item" },
-            `${item.quantity} × ${item.product_id} at `, priceElement(item.unit_price))));
+          const names = productNames();
+          items.replaceChildren(...order.items.map((item) => el("li", {
+            testid: "order-item", "data-product-id": item.product_id,
+          }, `${item.quantity} × ${names[item.product_id] || item.product_id} at `,
+          priceElement(item.unit_price, "order-item-price"))));
           shownItems = true;
         }
         if (order.status !== "pending") {
