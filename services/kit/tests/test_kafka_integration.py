@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -373,6 +374,38 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
         f"\nkilled consumer: {applied_before} effects committed, offset {committed} committed;"
         f" {consumer.counts['duplicate']} redelivered and skipped, none lost"
     )
+
+
+async def test_a_consumer_started_while_kafka_is_unreachable_keeps_trying_and_stops_cleanly(
+    effects_pool: asyncpg.Pool,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    unreachable = parse_settings(
+        KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
+    )
+    producer = EventProducer(unreachable)
+    await producer.start()
+    health = HealthRegistry()
+    consumer = IdempotentConsumer(
+        unreachable, effects_pool, {"t": record_effect}, producer, group_id="g", health=health
+    )
+    task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(2)
+    await health.run_once()
+    _, report = health.report()
+    started = time.monotonic()
+    await consumer.stop()
+    await task
+    stop_took = time.monotonic() - started
+    await producer.stop()
+
+    assert report["dependencies"]["kafka"]["status"] == "down"
+    assert "not connected" in report["dependencies"]["kafka"]["detail"]
+    assert report["kafka_consumer"]["state"] == "connecting"
+    assert report["kafka_consumer"]["last_error"]
+    assert stop_took < 2
 
 
 async def _effect_count(pool: asyncpg.Pool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from emporium.events.v1.order_events_pb2 import OrderPlaced
-from emporium.kit.config import KafkaSettings
+from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay, enqueue
@@ -456,3 +457,55 @@ async def test_trace_context_crosses_outbox_kafka_and_consumer(
 
 async def _handled(handled: list[str]) -> bool:
     return bool(handled)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_relay_keeps_rows_with_capped_backoff_while_kafka_is_unreachable(
+    state_pool: asyncpg.Pool,
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., Awaitable[str]],
+    read_topic: Callable[..., Awaitable[list[Any]]],
+) -> None:
+    """A longer outage than the stop test's, without stopping the shared broker.
+
+    The producer points at a port where nothing listens (as when a service
+    starts while Kafka is down), then the broker's address becomes reachable.
+    """
+    topic = await topic_factory("unreachable")
+    unreachable = parse_settings(
+        KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}
+    )
+    producer = EventProducer(unreachable, request_timeout_ms=2000)
+    await producer.start()  # does not fail the service
+    relay = OutboxRelay(state_pool, producer, max_backoff_seconds=1.0, stats_interval_seconds=0.2)
+    task = asyncio.create_task(relay.run())
+    try:
+        for seq in range(5):
+            await place(state_pool, topic, f"order-{seq % 2}", seq)
+        await asyncio.sleep(4)
+        info = relay.info()
+        attempts = await state_pool.fetchval("SELECT max(attempts) FROM outbox")
+        assert await unpublished(state_pool) == 5
+        # The broker becomes reachable (as DNS or the network comes back).
+        producer._options["bootstrap_servers"] = kafka_bootstrap
+        await until(lambda: all_published(state_pool), within=15)
+    finally:
+        await relay.stop()
+        await task
+        await producer.stop()
+
+    assert info["state"] == "kafka_unavailable"
+    assert info["backlog"] == 5
+    assert info["oldest_unpublished_age_seconds"] >= 3
+    assert "Kafka unavailable" in info["last_error"]
+    # Retried about once a second (capped backoff), not in a busy loop.
+    assert 2 <= attempts <= 12
+    records = await read_topic(topic, expected=5)
+    assert sorted(r.key.decode() for r in records) == ["order-0"] * 3 + ["order-1"] * 2

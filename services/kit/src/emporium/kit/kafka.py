@@ -304,6 +304,7 @@ TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    asyncpg.InternalClientError,  # a connection terminated mid-query, by timing
     asyncpg.TooManyConnectionsError,
     asyncpg.ReadOnlySQLTransactionError,  # a failover in progress
     asyncpg.SerializationError,

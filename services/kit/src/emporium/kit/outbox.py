@@ -64,6 +64,15 @@ from emporium.kit.telemetry import extract_context, inject_headers
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("emporium.kit.outbox")
 
+#: What a lost or refused database connection raises (asyncpg, by timing).
+DATABASE_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 #: Channel the outbox trigger notifies (see kit/0001_outbox.sql).
 NOTIFY_CHANNEL = "emporium_outbox"
 RELAY_LOCK_NAME = "emporium.outbox-relay"
@@ -187,12 +196,7 @@ class OutboxRelay:
                     async with self._pool.acquire() as conn:
                         failures = 0
                         await self._serve(conn)
-                except (
-                    OSError,
-                    TimeoutError,
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                ) as error:
+                except DATABASE_ERRORS as error:
                     failures += 1
                     self._database_down(error, failures)
                     await self._sleep(backoff_delay(failures, 0.5, self._max_backoff))

@@ -1,0 +1,146 @@
+"""Kafka settings, message parsing and retry timing, without a broker."""
+
+from __future__ import annotations
+
+import ssl
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.kafka import (
+    ConsumedEvent,
+    EventProducer,
+    IdempotentConsumer,
+    backoff_delay,
+    client_options,
+    dlq_topic,
+)
+
+pytestmark = pytest.mark.unit
+
+# The fields of aiokafka's ConsumerRecord that ConsumedEvent reads.
+Record = namedtuple("Record", "topic partition offset key value headers timestamp")
+
+SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def settings(**env: str) -> KafkaSettings:
+    return parse_settings(KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092", **env})
+
+
+def test_plaintext_needs_only_the_bootstrap_servers() -> None:
+    assert client_options(settings()) == {
+        "bootstrap_servers": "k1:9092,k2:9092",
+        "security_protocol": "PLAINTEXT",
+    }
+
+
+def test_sasl_scram_over_tls_with_a_ca_file() -> None:
+    if not SYSTEM_CA.exists():
+        pytest.skip(f"no CA bundle at {SYSTEM_CA} to stand in for a cluster CA")
+    options = client_options(
+        settings(
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+            KAFKA_SASL_USERNAME="orders",
+            KAFKA_SASL_PASSWORD="s3cret",
+            KAFKA_SSL_CA_FILE=str(SYSTEM_CA),
+        )
+    )
+
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "orders"
+    assert options["sasl_plain_password"] == "s3cret"
+    context = options["ssl_context"]
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+
+
+def test_sasl_plaintext_has_no_tls_context() -> None:
+    options = client_options(
+        settings(
+            KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+            KAFKA_SASL_MECHANISM="SCRAM-SHA-256",
+            KAFKA_SASL_USERNAME="fraud",
+            KAFKA_SASL_PASSWORD="pw",
+        )
+    )
+
+    assert "ssl_context" not in options
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+
+
+def test_a_missing_ca_file_fails_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        client_options(
+            settings(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_FILE=str(tmp_path / "ca.crt"))
+        )
+
+
+def test_producer_is_idempotent_and_waits_for_all_replicas() -> None:
+    producer = EventProducer(settings(), client_id="orders")
+
+    assert producer._options["enable_idempotence"] is True
+    assert producer._options["acks"] == "all"
+
+
+def test_consumed_event_reads_the_event_id_and_headers() -> None:
+    record = Record(
+        "orders.order-placed.v1",
+        2,
+        41,
+        b"order-7",
+        b"\x0a\x01x",
+        [("event-id", b"e-1"), ("event-type", b"emporium.events.v1.OrderPlaced")],
+        1700000000000,
+    )
+
+    event = ConsumedEvent.from_record(record)
+
+    assert event.event_id == "e-1"
+    assert event.event_type == "emporium.events.v1.OrderPlaced"
+    assert event.key == "order-7"
+    assert event.value == b"\x0a\x01x"
+    assert (event.topic, event.partition, event.offset) == ("orders.order-placed.v1", 2, 41)
+
+
+def test_without_an_event_id_the_coordinates_identify_the_message() -> None:
+    event = ConsumedEvent.from_record(Record("t", 0, 5, None, None, None, None))
+
+    assert event.event_id == "t:0:5"
+    assert event.key is None
+    assert event.value == b""
+    assert event.headers == {}
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    for attempt in range(1, 12):
+        delay = backoff_delay(attempt, base=0.2, cap=5.0)
+        assert 0.1 <= delay <= min(5.0, 0.2 * 2 ** (attempt - 1))
+
+
+def test_dead_letter_topic_name() -> None:
+    assert dlq_topic("fraud.decision-made.v1") == "fraud.decision-made.v1.dlq"
+
+
+def test_consumer_needs_a_group_and_a_handler() -> None:
+    producer = EventProducer(settings())
+
+    async def handler(event: object, conn: object) -> None: ...
+
+    with pytest.raises(ValueError, match="consumer group"):
+        IdempotentConsumer(settings(), None, {"t": handler}, producer)
+    with pytest.raises(ValueError, match="at least one"):
+        IdempotentConsumer(settings(), None, {}, producer, group_id="g")
+    consumer = IdempotentConsumer(
+        settings(KAFKA_CONSUMER_GROUP="catalog", KAFKA_MAX_DELIVERY_ATTEMPTS="7"),
+        None,
+        {"t": handler},
+        producer,
+    )
+    assert consumer.group_id == "catalog"
+    assert consumer.max_attempts == 7
