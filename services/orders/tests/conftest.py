@@ -468,6 +468,8 @@ def orders_env(
         "KAFKA_MAX_DELIVERY_ATTEMPTS": "3",
         "CATALOG_ADDR": catalog_addr,
         "CATALOG_TIMEOUT_MS": "800",
+        # Short, so a test sees the breaker's trial call soon after the catalog returns.
+        "CATALOG_BREAKER_RESET_SECONDS": "1",
         **overrides,
     }
 

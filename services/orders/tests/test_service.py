@@ -244,12 +244,36 @@ async def test_catalog_down_is_unavailable_and_writes_nothing(
     assert "catalog" in (error.value.details() or "")
     assert elapsed < 2.0, f"UNAVAILABLE took {elapsed:.2f}s"
     assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    # Repeated failures open the catalog breaker; calls then fail fast, still UNAVAILABLE.
+    for _ in range(5):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await orders.stub.PlaceOrder(place_request(), timeout=5)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    async with httpx.AsyncClient(timeout=2) as http:
+        health = (await http.get(orders.admin_url + "/healthz")).json()
+    assert health["breakers"]["catalog"]["state"] == "open"
+    started = time.monotonic()
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(place_request(), timeout=5)
+    assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 0.1
+    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
     # Catalog is critical for checkout: orders reports unready while it is down.
     await eventually(lambda: _ready_is(orders, False), within=5)
     await catalog_server.start()
     await eventually(lambda: _ready_is(orders, True), within=15)
-    reply = await orders.stub.PlaceOrder(place_request(), timeout=5)
-    assert reply.created
+
+    # After the breaker's reset time a trial call goes through and closes it.
+    async def placed() -> bool:
+        try:
+            return bool((await orders.stub.PlaceOrder(place_request(), timeout=5)).created)
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            return False
+
+    await eventually(placed, within=5, interval=0.2)
+    assert (await counts(db))["orders"] == 1
 
 
 async def test_order_and_outbox_row_commit_or_roll_back_together(
