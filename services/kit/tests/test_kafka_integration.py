@@ -376,6 +376,49 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
     )
 
 
+async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    kafka_bootstrap: str,
+) -> None:
+    topic = await topic_factory("drain", partitions=1)
+    group = f"kit-test-drain-{uuid.uuid4().hex[:8]}"
+    for i in range(10):
+        await producer.send(topic, "k", f"m{i}".encode(), {"event-id": f"drain-{i}"})
+    in_handler = asyncio.Event()
+
+    async def slow(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+        in_handler.set()
+        await asyncio.sleep(0.3)
+        await record_effect(event, conn)
+
+    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: slow}, group_id=group)
+    task = asyncio.create_task(consumer.run())
+    await asyncio.wait_for(in_handler.wait(), 20)
+    await consumer.stop()  # while the first message is in its handler
+    await task
+    applied = await _effect_count(effects_pool)
+    committed = await _committed_offset(kafka_bootstrap, group, topic)
+
+    assert applied == 1  # the message in flight was finished, nothing after it started
+    assert committed == applied  # and its offset was committed on the way out
+    successor = consumer_for(
+        kafka_settings, effects_pool, producer, {topic: record_effect}, group_id=group
+    )
+    task = asyncio.create_task(successor.run())
+    try:
+        await until(lambda: _counted(successor, processed=9))
+    finally:
+        await successor.stop()
+        await task
+    assert successor.counts["duplicate"] == 0  # a clean hand-over: nothing redelivered
+    assert sorted(e for e, _ in await effects(effects_pool)) == sorted(
+        f"drain-{i}" for i in range(10)
+    )
+
+
 async def test_a_consumer_started_while_kafka_is_unreachable_keeps_trying_and_stops_cleanly(
     effects_pool: asyncpg.Pool,
 ) -> None:

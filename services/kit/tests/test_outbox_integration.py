@@ -300,6 +300,31 @@ async def _effects(pool: asyncpg.Pool, n: int) -> bool:
     return value >= n
 
 
+async def test_polling_publishes_when_notifications_are_lost(
+    state_pool: asyncpg.Pool,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+) -> None:
+    topic = await topic_factory("poll")
+    # Without the trigger no NOTIFY is sent: only the poll finds the rows.
+    await state_pool.execute("DROP TRIGGER outbox_notify ON outbox")
+    relay = OutboxRelay(state_pool, producer, poll_interval=0.2)
+    task = asyncio.create_task(relay.run())
+    try:
+        await until(lambda: _is(relay, "publishing"))
+        delays = []
+        for seq in range(5):
+            await place(state_pool, topic, "order-1", seq)
+            committed = time.monotonic()
+            await until(lambda: all_published(state_pool), within=5)
+            delays.append(time.monotonic() - committed)
+    finally:
+        await relay.stop()
+        await task
+    print(f"\npolling only: published within {max(delays) * 1000:.0f} ms at worst")
+    assert max(delays) < 1.0
+
+
 async def test_only_one_relay_publishes_and_a_standby_takes_over(
     state_pool: asyncpg.Pool,
     producer: EventProducer,
