@@ -443,10 +443,11 @@ class IdempotentConsumer:
             await self._close()
 
     async def _close(self) -> None:
-        consumer, self._consumer = self._consumer, None
+        consumer = self._consumer
         if consumer is None:
             return
         await self._commit()
+        self._consumer = None
         try:
             # Leaving the group hands our partitions over at once instead of
             # after the session timeout.
@@ -646,25 +647,39 @@ class IdempotentConsumer:
         self.state = "waiting_for_database"
         self.last_error = f"database unavailable: {type(error).__name__}: {error}"
         log.error("database unavailable; consumption paused", extra={"error": self.last_error})
-        paused = set(consumer.assignment()) if consumer else set()
-        if consumer is not None:
-            consumer.pause(*paused)
         delay = 0.5
         try:
             while not await self._database_up():
                 if self._stopping.is_set():
                     raise _Abandon()
-                if consumer is not None:
-                    # Keeps the member alive in the group; paused partitions return nothing.
-                    await consumer.getmany(timeout_ms=int(delay * 1000))
-                else:
+                if consumer is None:
                     await self._sleep(delay)
+                else:
+                    await self._idle_poll(consumer, min(delay, 1.0))
                 delay = min(delay * 2, self._max_backoff)
         finally:
             if consumer is not None:
-                consumer.resume(*(paused & consumer.assignment()))
+                consumer.resume(*consumer.assignment())
             self.state = "running"
         log.info("database is back; consumption resumed")
+
+    async def _idle_poll(self, consumer: AIOKafkaConsumer, seconds: float) -> None:
+        """Polls with every partition paused: the member stays in the group, nothing is read.
+
+        Partitions assigned by a rebalance meanwhile are paused too; if one
+        returned records before that, the consumer seeks back to the first, so
+        they are read again after the pause instead of being skipped.
+        """
+        consumer.pause(*consumer.assignment())
+        try:
+            stray = await consumer.getmany(timeout_ms=int(seconds * 1000))
+        except KafkaError as poll_error:
+            log.warning("Kafka poll failed while paused", extra={"error": str(poll_error)})
+            await self._sleep(seconds)
+            return
+        for tp, records in stray.items():
+            if records:
+                consumer.seek(tp, records[0].offset)
 
     async def _dead_letter(self, event: ConsumedEvent, error: BaseException, attempts: int) -> None:
         headers = {
