@@ -25,7 +25,7 @@
   // Every render bumps the generation; work started for an older view stops.
   let generation = 0;
 
-  // ---- small helpers -------------------------------------------------------
+  // ---- small utilities ---------------------------------------------------
 
   function el(tag, attributes = {}, ...children) {
     const node = document.createElement(tag);
