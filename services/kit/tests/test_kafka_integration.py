@@ -419,6 +419,48 @@ async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
     )
 
 
+async def test_ledger_rows_older_than_the_retention_are_pruned(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+) -> None:
+    topic = await topic_factory("prune", partitions=1)
+    await effects_pool.execute(
+        "INSERT INTO processed_events"
+        " (consumer_group, event_id, topic, kafka_partition, kafka_offset, processed_at)"
+        " VALUES ('other-group', 'old', 't', 0, 0, now() - interval '30 days'),"
+        "        ('prune-group', 'old', 't', 0, 0, now() - interval '30 days'),"
+        "        ('prune-group', 'recent', 't', 0, 1, now() - interval '1 day')"
+    )
+    consumer = consumer_for(
+        kafka_settings,
+        effects_pool,
+        producer,
+        {topic: record_effect},
+        group_id="prune-group",
+        ledger_retention_seconds=7 * 24 * 3600,
+        ledger_prune_interval_seconds=0,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await producer.send(topic, "k", b"new", {"event-id": "new"})
+        await until(lambda: _counted(consumer, processed=1))
+        await asyncio.sleep(1)  # at least one more poll, hence one more pruning round
+    finally:
+        await consumer.stop()
+        await task
+
+    rows = await effects_pool.fetch(
+        "SELECT consumer_group, event_id FROM processed_events ORDER BY 1, 2"
+    )
+    assert [(r["consumer_group"], r["event_id"]) for r in rows] == [
+        ("other-group", "old"),  # another group's rows are not ours to prune
+        ("prune-group", "new"),
+        ("prune-group", "recent"),
+    ]
+
+
 async def test_a_consumer_started_while_kafka_is_unreachable_keeps_trying_and_stops_cleanly(
     effects_pool: asyncpg.Pool,
 ) -> None:

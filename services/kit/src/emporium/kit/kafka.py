@@ -338,6 +338,8 @@ class IdempotentConsumer:
         max_backoff_seconds: float = 5.0,
         batch_size: int = 100,
         commit_timeout_seconds: float = 10.0,
+        ledger_retention_seconds: float = 14 * 24 * 3600.0,
+        ledger_prune_interval_seconds: float = 600.0,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not handlers:
@@ -355,6 +357,11 @@ class IdempotentConsumer:
         self._max_backoff = max_backoff_seconds
         self._batch_size = batch_size
         self._commit_timeout = commit_timeout_seconds
+        # Ledger rows only matter while a redelivery is possible: keep them
+        # longer than the topics' retention (7 days by default).
+        self._ledger_retention = ledger_retention_seconds
+        self._prune_interval = ledger_prune_interval_seconds
+        self._last_prune = time.monotonic()
         self._consumer_options = {
             **client_options(settings),
             "group_id": self.group_id,
@@ -494,6 +501,7 @@ class IdempotentConsumer:
             if batches:
                 await self._commit()
             await self._update_lag()
+        await self._prune_ledger()
 
     async def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
         consumer = self._consumer
@@ -726,6 +734,27 @@ class IdempotentConsumer:
             log.warning(
                 "could not record the dead-lettered event", extra={"error": str(record_error)}
             )
+
+    async def _prune_ledger(self) -> None:
+        """Deletes this group's ledger rows older than the retention, 1000 at a time."""
+        if time.monotonic() - self._last_prune < self._prune_interval:
+            return
+        self._last_prune = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                status = await self._pool.execute(
+                    "DELETE FROM processed_events WHERE ctid IN ("
+                    " SELECT ctid FROM processed_events"
+                    " WHERE consumer_group = $1"
+                    " AND processed_at < now() - make_interval(secs => $2)"
+                    " LIMIT 1000)",
+                    self.group_id,
+                    self._ledger_retention,
+                )
+                if int(status.split()[-1]) < 1000:
+                    break
+        except Exception as error:  # housekeeping; the next round tries again
+            log.warning("pruning processed_events failed", extra={"error": str(error)})
 
     def _describe(self, event: ConsumedEvent) -> dict[str, Any]:
         return {
