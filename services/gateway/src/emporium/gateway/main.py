@@ -73,9 +73,7 @@ def build_gateway(
 
 async def serve(settings: GatewaySettings) -> None:
     service = Service("gateway", settings)
-    breakers = BreakerRegistry()
-    breakers.expose_on(service.health)
-    gateway = build_gateway(settings, service.health, breakers)
+    gateway = build_gateway(settings, service.health, service.breakers)
     service.add_http_app(gateway.app, settings.http_port)
     service.on_shutdown(gateway.close)
     await service.run()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from emporium.kit.config import DatabaseSettings, ServiceSettings, downstream, load_settings
 from emporium.kit.db import create_pool, database_check, migrate
-from emporium.kit.grpc import BreakerRegistry, DownstreamClient
+from emporium.kit.grpc import DownstreamClient
 from emporium.kit.kafka import EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay
 from emporium.kit.service import Service, run_cli
@@ -36,14 +36,12 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
         await migrate(pool, MIGRATIONS_DIR)
     service.health.add_check("postgres", database_check(pool), critical=True)
 
-    breakers = BreakerRegistry()
-    breakers.expose_on(service.health)
     # Checkout cannot price or reserve without the catalog: critical.
     catalog = DownstreamClient(
         downstream(settings, "catalog"),
         health=service.health,
         critical=True,
-        breakers=breakers,
+        breakers=service.breakers,
         tracer_provider=service.tracer_provider,
     )
     service.on_shutdown(catalog.close)
