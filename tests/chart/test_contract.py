@@ -279,8 +279,13 @@ def test_network_policies_allow_exactly_the_service_graph(environment: str) -> N
         for callee in callees:
             callers[callee].add(caller)
 
+    data_namespace = f"emporium-{environment}-data"
     for service, policy in policies.items():
         spec = policy["spec"]
+        data_peers = [peer for rule in spec["egress"] for peer in rule["to"]
+                      if rule["ports"][0]["port"] in (5432, 9092)]
+        assert all(p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == data_namespace
+                   for p in data_peers), f"{service}: data egress leaves {data_namespace}"
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == service
         assert spec["policyTypes"] == ["Ingress", "Egress"]
         grpc_in = {_selected_service(peer) for rule in spec["ingress"] for peer in rule.get("from", [])
@@ -294,10 +299,10 @@ def test_network_policies_allow_exactly_the_service_graph(environment: str) -> N
         ingress_ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
         assert 53 in egress_ports, f"{service}: DNS"
         assert (5432 in egress_ports) == (service in DATA_SERVICES), f"{service}: PostgreSQL"
-        assert ({9092, 9093} <= egress_ports) == (service in DATA_SERVICES), f"{service}: Kafka"
+        assert (9092 in egress_ports) == (service in DATA_SERVICES), f"{service}: Kafka"
         assert 8081 in ingress_ports, f"{service}: metrics scraping"
         assert (8080 in ingress_ports) == (service == "gateway"), f"{service}: edge HTTP"
-        allowed = {53, 50051, 5432, 9092, 9093, 4317}
+        allowed = {53, 50051, 5432, 9092, 4317}
         assert egress_ports <= allowed, f"{service}: unexpected egress {egress_ports - allowed}"
         # Every rule names its peers: an empty 'to' or 'from' would allow everyone.
         for rule in spec["egress"]:
