@@ -467,3 +467,40 @@ def test_notes_tell_how_to_reach_the_storefront_and_check_health() -> None:
     assert "port-forward service/emporium-gateway 8080:8080" in notes
     assert "/healthz" in notes and "/readyz" in notes
     assert "emporium-platform" in notes
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_each_environment_fits_the_quota_the_infrastructure_sets(env: str) -> None:
+    """At the most replicas the HPAs may reach, plus one surge pod per
+    Deployment during a rollout and one migration Job, the release stays
+    within the ResourceQuota of infra/Pulumi.<env>.yaml."""
+    stack = ROOT / "infra" / f"Pulumi.{env}.yaml"
+    if not stack.exists():
+        pytest.skip(f"{stack.relative_to(ROOT)} is not in this checkout")
+    quota = yaml.safe_load(stack.read_text())["config"]["emporium:app"]
+    objects = chartlib.render(env)
+    hpas = by_kind(objects, "HorizontalPodAutoscaler")
+    totals = {"requests.cpu": 0.0, "requests.memory": 0.0, "limits.cpu": 0.0, "limits.memory": 0.0}
+    pods = 0
+    for name, deployment in by_kind(objects, "Deployment").items():
+        replicas = hpas[name]["spec"]["maxReplicas"] if name in hpas else deployment["spec"]["replicas"]
+        count = replicas + 1  # maxSurge 1
+        pods += count
+        resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+        for kind in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                totals[f"{kind}.{resource}"] += count * quantity(resources[kind][resource])
+    job = max(by_kind(objects, "Job").values(),
+              key=lambda j: quantity(j["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]))
+    job_resources = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            totals[f"{kind}.{resource}"] += quantity(job_resources[kind][resource])
+    pods += 1
+    limits = {"requests.cpu": quota["requestsCpu"], "requests.memory": quota["requestsMemory"],
+              "limits.cpu": quota["limitsCpu"], "limits.memory": quota["limitsMemory"]}
+    print(f"{env} at most: {pods} pods, " + ", ".join(
+        f"{k} {v:.2f}" if "cpu" in k else f"{k} {v / 2**30:.2f}Gi" for k, v in totals.items()))
+    for key, used in totals.items():
+        assert used <= quantity(limits[key]), f"{env}: {key} {used} exceeds the quota {limits[key]}"
+    assert pods <= int(quota["pods"])
