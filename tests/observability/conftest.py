@@ -1,0 +1,104 @@
+"""Fixtures of the observability tests.
+
+* ``system``: the whole system, started by the local runner; the fixture of
+  tests/e2e/conftest.py, loaded from its file (tests/ is not a package).
+* ``traces``: the span file the local collector (scripts/otlp_sink.py)
+  writes; the runner starts the collector and points every service at it.
+* ``prometheus``: a real Prometheus server (Debian's package, installed by
+  scripts/install-prometheus.sh) on a private port, scraping every service's
+  admin port each second (tests/observability/prometheus.py).
+* ``spans``: an in-memory exporter on this process's tracer provider, for
+  tests that run kit code in-process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+
+
+def load(name: str, path: Path) -> ModuleType:
+    """A module loaded from its file, once (neither tests/ nor scripts/ go on sys.path)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# The helpers are registered under these names, so test modules import them
+# plainly (``import observability_tools as tools``).
+e2e = load("e2e_system", ROOT / "tests" / "e2e" / "conftest.py")
+prometheus_server = load("observability_prometheus", HERE / "prometheus.py")
+tools = load("observability_tools", HERE / "tools.py")
+trace_tree = load("trace_tree", ROOT / "scripts" / "trace_tree.py")
+
+# Re-exported: the same session fixture the end-to-end tests use.
+system = e2e.system
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("EMPORIUM_STATE_DIR", ROOT / ".run"))
+
+
+@pytest.fixture(scope="session")
+def traces(system: object) -> Path:
+    """The local collector's span file; fails clearly when the services do not export."""
+    path = state_dir() / "traces.jsonl"
+    env = e2e.platform("env", "gateway", "--format", "json")
+    if '"otlp"' not in env:
+        pytest.fail(
+            "the local runner starts the services with OTEL_TRACES_EXPORTER other than otlp; "
+            "the trace tests need the runner's local collector (scripts/otlp_sink.py)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def prometheus(system: object) -> Iterator[Any]:
+    """A Prometheus server scraping the running services; its API in ``.api``."""
+    server = prometheus_server.PrometheusServer(state_dir() / "prometheus-test")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session")
+def _span_processor() -> None:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+        provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider), "another tracer provider is installed"
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+@pytest.fixture
+def spans(_span_processor: None) -> Iterator[InMemorySpanExporter]:
+    """Spans finished in this process during the test."""
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
