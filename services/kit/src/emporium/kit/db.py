@@ -36,6 +36,7 @@ import asyncpg
 from emporium.kit import metrics
 from emporium.kit.config import DatabaseSettings
 from emporium.kit.health import Check
+from emporium.kit.telemetry import trace_queries
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ async def create_pool(
                 # picked up without errors on the next request.
                 max_inactive_connection_lifetime=300.0,
                 server_settings={"application_name": name},
+                # Queries made inside a traced request or message get a span.
+                init=trace_queries,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError) as error:
             if time.monotonic() + delay > deadline:
