@@ -54,11 +54,15 @@ def helm(major: str) -> Path:
 
 
 def run_helm(major: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HELM_CACHE_HOME": str(ROOT / ".cache" / "helm"),
-           "HELM_CONFIG_HOME": str(ROOT / ".cache" / "helm-config"),
-           "HELM_DATA_HOME": str(ROOT / ".cache" / "helm-data")}
-    result = subprocess.run([str(helm(major)), *args], capture_output=True, text=True, env=env,
-                            timeout=120)
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(ROOT / ".cache" / "helm"),
+        "HELM_CONFIG_HOME": str(ROOT / ".cache" / "helm-config"),
+        "HELM_DATA_HOME": str(ROOT / ".cache" / "helm-data"),
+    }
+    result = subprocess.run(
+        [str(helm(major)), *args], capture_output=True, text=True, env=env, timeout=120
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
     return result
@@ -85,8 +89,15 @@ ALL_SCENARIOS = ENVIRONMENTS + CI_SCENARIOS
 
 
 def template_args(sc: Scenario, *extra: str, api_versions: bool = True) -> list[str]:
-    args = ["template", "emporium", str(CHART), "--namespace", sc.namespace,
-            "--kube-version", RENDER_KUBE_VERSION]
+    args = [
+        "template",
+        "emporium",
+        str(CHART),
+        "--namespace",
+        sc.namespace,
+        "--kube-version",
+        RENDER_KUBE_VERSION,
+    ]
     for values in sc.values_files:
         args += ["-f", str(values)]
     if api_versions:
@@ -96,7 +107,9 @@ def template_args(sc: Scenario, *extra: str, api_versions: bool = True) -> list[
 
 
 @functools.cache
-def render_text(major: str, name: str, extra: tuple[str, ...] = (), api_versions: bool = True) -> str:
+def render_text(
+    major: str, name: str, extra: tuple[str, ...] = (), api_versions: bool = True
+) -> str:
     return run_helm(major, *template_args(scenario(name), *extra, api_versions=api_versions)).stdout
 
 
@@ -109,7 +122,9 @@ def _render(major: str, name: str, extra: tuple[str, ...], api_versions: bool) -
     return tuple(parse(render_text(major, name, extra, api_versions)))
 
 
-def render(name: str, *extra: str, major: str = "helm3", api_versions: bool = True) -> list[dict[str, Any]]:
+def render(
+    name: str, *extra: str, major: str = "helm3", api_versions: bool = True
+) -> list[dict[str, Any]]:
     """The objects of one scenario (a fresh copy: tests may change them)."""
     import copy
 

@@ -14,13 +14,16 @@ from pathlib import Path
 import pytest
 
 if "chartlib" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location("chartlib", Path(__file__).with_name("chartlib.py"))
-    assert _spec and _spec.loader
+    _spec = importlib.util.spec_from_file_location(
+        "chartlib", Path(__file__).with_name("chartlib.py")
+    )
+    assert _spec
+    assert _spec.loader
     _module = importlib.util.module_from_spec(_spec)
     sys.modules["chartlib"] = _module
     _spec.loader.exec_module(_module)
 
-import chartlib  # noqa: E402
+import chartlib
 
 
 @pytest.fixture(params=chartlib.ALL_SCENARIOS)

@@ -10,9 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import chartlib
+import pytest
 from chartlib import ROOT
 
 pytestmark = pytest.mark.unit
@@ -42,8 +41,20 @@ def test_checkov_finds_no_failure(tmp_path: Path) -> None:
         pytest.fail("uv is required (scripts/bootstrap.sh installs it)")
     for name in chartlib.ALL_SCENARIOS:
         (tmp_path / f"{name}.yaml").write_text(chartlib.render_text("helm3", name))
-    command = [uv, "tool", "run", "--from", f"checkov=={pinned('CHECKOV_VERSION')}", "checkov",
-               "--config-file", str(CONFIG), "--directory", str(tmp_path), "--output", "json"]
+    command = [
+        uv,
+        "tool",
+        "run",
+        "--from",
+        f"checkov=={pinned('CHECKOV_VERSION')}",
+        "checkov",
+        "--config-file",
+        str(CONFIG),
+        "--directory",
+        str(tmp_path),
+        "--output",
+        "json",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.stdout.strip(), result.stderr
     reports = json.loads(result.stdout)
@@ -57,7 +68,9 @@ def test_checkov_finds_no_failure(tmp_path: Path) -> None:
                 counts = per_file.setdefault(name, {"passed": 0, "failed": 0, "skipped": 0})
                 counts[outcome.split("_")[0]] += 1
                 if outcome == "failed_checks":
-                    failures.append(f"{name}: {check['check_id']} {check['check_name']} on {check['resource']}")
+                    failures.append(
+                        f"{name}: {check['check_id']} {check['check_name']} on {check['resource']}"
+                    )
     for name, counts in sorted(per_file.items()):
         print(f"checkov {name}: {counts}")
     assert set(per_file) == set(chartlib.ALL_SCENARIOS), "checkov did not read every rendering"

@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import chartlib
 import pytest
 import yaml
-
-import chartlib
 from chartlib import (
     CALLS,
     CHART,
@@ -28,8 +27,11 @@ pytestmark = pytest.mark.unit
 
 
 def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
-            for o in objects if o["kind"] in ("Deployment", "Job")]
+    return [
+        (f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
+        for o in objects
+        if o["kind"] in ("Deployment", "Job")
+    ]
 
 
 def quantity(value: str | int | float) -> float:
@@ -43,6 +45,7 @@ def quantity(value: str | int | float) -> float:
 
 # --- probes and ports ------------------------------------------------------
 
+
 def test_every_deployment_probes_the_right_paths_and_ports(any_scenario: str) -> None:
     objects = chartlib.render(any_scenario)
     deployments = by_kind(objects, "Deployment")
@@ -50,14 +53,19 @@ def test_every_deployment_probes_the_right_paths_and_ports(any_scenario: str) ->
     for name, deployment in deployments.items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports["grpc"] == 50051 and ports["admin"] == 8081, name
-        for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"),
-                            ("readinessProbe", "/readyz")):
+        assert ports["grpc"] == 50051, name
+        assert ports["admin"] == 8081, name
+        for probe, path in (
+            ("startupProbe", "/livez"),
+            ("livenessProbe", "/livez"),
+            ("readinessProbe", "/readyz"),
+        ):
             get = container[probe]["httpGet"]
             assert (get["path"], get["port"]) == (path, "admin"), f"{name} {probe}"
         service = by_kind(objects, "Service")[name]
         service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
-        assert service_ports["grpc"] == (50051, "grpc") and service_ports["admin"] == (8081, "admin")
+        assert service_ports["grpc"] == (50051, "grpc")
+        assert service_ports["admin"] == (8081, "admin")
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         config = by_kind(objects, "ConfigMap")[name]["data"]
         assert (config["GRPC_PORT"], config["ADMIN_PORT"]) == ("50051", "8081")
@@ -68,7 +76,9 @@ def test_every_deployment_probes_the_right_paths_and_ports(any_scenario: str) ->
 
 def test_only_the_gateway_serves_http() -> None:
     for name, deployment in by_kind(chartlib.render("prod"), "Deployment").items():
-        ports = {p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        ports = {
+            p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+        }
         assert ("http" in ports) == (service_of(deployment) == "gateway"), name
 
 
@@ -83,22 +93,27 @@ def test_grace_period_outlasts_the_drain(any_scenario: str) -> None:
 
 # --- security --------------------------------------------------------------
 
+
 def test_nothing_runs_as_root(any_scenario: str) -> None:
     for name, pod in pod_specs(chartlib.render(any_scenario)):
         context = pod["securityContext"]
-        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
+        assert context["runAsNonRoot"] is True, name
+        assert context["runAsUser"] != 0, name
         assert context["seccompProfile"]["type"] == "RuntimeDefault", name
         assert pod["automountServiceAccountToken"] is False, name
-        assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+        for host_namespace in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(host_namespace), name
         for container in pod["containers"] + pod.get("initContainers", []):
             security = container["securityContext"]
-            assert security["runAsNonRoot"] is True and security.get("runAsUser", 1) != 0, name
+            assert security["runAsNonRoot"] is True, name
+            assert security.get("runAsUser", 1) != 0, name
             assert security["allowPrivilegeEscalation"] is False, name
             assert security["privileged"] is False, name
             assert security["readOnlyRootFilesystem"] is True, name
             assert security["capabilities"]["drop"] == ["ALL"], name
             assert "add" not in security["capabilities"], name
-            assert container["resources"]["requests"] and container["resources"]["limits"], name
+            assert container["resources"]["requests"], name
+            assert container["resources"]["limits"], name
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             volumes = {v["name"]: v for v in pod["volumes"]}
             assert "emptyDir" in volumes[mounts["/tmp"]], f"{name}: /tmp must be scratch space"
@@ -118,8 +133,14 @@ def test_the_chart_creates_no_namespace_and_stays_in_its_own(any_scenario: str) 
     sc = chartlib.scenario(any_scenario)
     for obj in chartlib.render(any_scenario):
         assert obj["kind"] != "Namespace"
-        expected = "kafka" if obj["kind"] == "KafkaTopic" and any_scenario == "monitoring-and-topics-values" else sc.namespace
-        assert obj["metadata"].get("namespace") == expected, f"{obj['kind']}/{obj['metadata']['name']}"
+        expected = (
+            "kafka"
+            if obj["kind"] == "KafkaTopic" and any_scenario == "monitoring-and-topics-values"
+            else sc.namespace
+        )
+        assert obj["metadata"].get("namespace") == expected, (
+            f"{obj['kind']}/{obj['metadata']['name']}"
+        )
 
 
 # --- secrets ---------------------------------------------------------------
@@ -153,8 +174,9 @@ def test_no_secret_value_in_a_values_file(path: Path) -> None:
             continue
         key = key_path.rsplit(".", 1)[-1]
         assert not CREDENTIAL_IN_URL.search(value), f"{path.name}{key_path} holds a credential"
-        assert not re.search(r"(?i)password|passwd|token|apikey|api_key|KAFKA_SASL_USERNAME", key), \
-            f"{path.name}{key_path}: credentials are passed at install time, never in a values file"
+        assert not re.search(
+            r"(?i)password|passwd|token|apikey|api_key|KAFKA_SASL_USERNAME", key
+        ), f"{path.name}{key_path}: credentials are passed at install time, never in a values file"
         assert not value.startswith("-----BEGIN"), f"{path.name}{key_path} holds key material"
 
 
@@ -180,22 +202,32 @@ def test_chart_managed_secrets_are_hooks_that_roll_the_pods() -> None:
         assert secret["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
         weight = int(secret["metadata"]["annotations"]["helm.sh/hook-weight"])
         assert weight < 0
-    changed = chartlib.render("chart-managed-secret-values", "--set",
-                              "services.orders.secret.stringData.DATABASE_URL=postgresql://orders@other:5432/orders")
-    before = by_kind(objects, "Deployment")["emporium-orders"]["spec"]["template"]["metadata"]["annotations"]
-    after = by_kind(changed, "Deployment")["emporium-orders"]["spec"]["template"]["metadata"]["annotations"]
+    changed = chartlib.render(
+        "chart-managed-secret-values",
+        "--set",
+        "services.orders.secret.stringData.DATABASE_URL=postgresql://orders@other:5432/orders",
+    )
+    before = by_kind(objects, "Deployment")["emporium-orders"]["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    after = by_kind(changed, "Deployment")["emporium-orders"]["spec"]["template"]["metadata"][
+        "annotations"
+    ]
     assert before["checksum/secret"] != after["checksum/secret"]
 
 
 def test_a_config_change_rolls_the_pods() -> None:
     base = by_kind(chartlib.render("dev"), "Deployment")
-    changed = by_kind(chartlib.render("dev", "--set", "services.gateway.env.CACHE_TTL_SECONDS=9"), "Deployment")
+    changed = by_kind(
+        chartlib.render("dev", "--set", "services.gateway.env.CACHE_TTL_SECONDS=9"), "Deployment"
+    )
     checksum = lambda d: d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]  # noqa: E731
     assert checksum(base["emporium-gateway"]) != checksum(changed["emporium-gateway"])
     assert checksum(base["emporium-catalog"]) == checksum(changed["emporium-catalog"])
 
 
 # --- the configuration contract --------------------------------------------
+
 
 def contract_variables() -> set[str]:
     """Every variable name in the tables of docs/configuration.md."""
@@ -210,32 +242,48 @@ def test_configmaps_use_only_contract_names(environment: str) -> None:
     per_service_suffixes = tuple(n.removeprefix("<NAME>") for n in known if n.startswith("<NAME>"))
     objects = chartlib.render(environment)
     services = by_kind(objects, "Service")
-    configs = {n: c for n, c in by_kind(objects, "ConfigMap").items()
-               if c["metadata"]["labels"].get("app.kubernetes.io/component") == "server"}
+    configs = {
+        n: c
+        for n, c in by_kind(objects, "ConfigMap").items()
+        if c["metadata"]["labels"].get("app.kubernetes.io/component") == "server"
+    }
     assert set(configs) == {f"emporium-{s}" for s in SERVICES}
     assert per_service_suffixes
     for name, config in configs.items():
         for key, value in config["data"].items():
-            assert key in known or key.endswith(per_service_suffixes), f"{name}: {key} is not in docs/configuration.md"
+            assert key in known or key.endswith(per_service_suffixes), (
+                f"{name}: {key} is not in docs/configuration.md"
+            )
             if key.endswith("_ADDR"):
                 host, port = value.rsplit(":", 1)
-                assert host in services and port == "50051", f"{name}: {key}={value}"
+                assert host in services, f"{name}: {key}={value}"
+                assert port == "50051", f"{name}: {key}={value}"
         assert config["data"]["ENVIRONMENT"] == environment
-        assert f"deployment.environment.name={environment}" in config["data"]["OTEL_RESOURCE_ATTRIBUTES"]
-        assert f"k8s.namespace.name=emporium-{environment}" in config["data"]["OTEL_RESOURCE_ATTRIBUTES"]
+        assert (
+            f"deployment.environment.name={environment}"
+            in config["data"]["OTEL_RESOURCE_ATTRIBUTES"]
+        )
+        assert (
+            f"k8s.namespace.name=emporium-{environment}"
+            in config["data"]["OTEL_RESOURCE_ATTRIBUTES"]
+        )
 
 
 def test_each_service_runs_its_own_command() -> None:
-    for name, deployment in by_kind(chartlib.render("prod"), "Deployment").items():
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["command"] == [f"emporium-{service_of(deployment)}"]
-        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"/{service_of(deployment)}:0.1.0")
+    for deployment in by_kind(chartlib.render("prod"), "Deployment").values():
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["command"] == [
+            f"emporium-{service_of(deployment)}"
+        ]
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+            f"/{service_of(deployment)}:0.1.0"
+        )
 
 
 def test_migrations_run_as_hooks_for_the_services_that_own_data(environment: str) -> None:
     objects = chartlib.render(environment)
     jobs = by_kind(objects, "Job")
     assert {service_of(j) for j in jobs.values()} == set(DATA_SERVICES)
-    for name, job in jobs.items():
+    for job in jobs.values():
         annotations = job["metadata"]["annotations"]
         assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
         pod = job["spec"]["template"]["spec"]
@@ -257,6 +305,7 @@ def test_migrations_run_as_hooks_for_the_services_that_own_data(environment: str
 
 # --- network policy --------------------------------------------------------
 
+
 def _selected_service(peer: dict[str, Any]) -> str | None:
     labels = (peer.get("podSelector") or {}).get("matchLabels") or {}
     if "namespaceSelector" in peer or "ipBlock" in peer:
@@ -266,13 +315,17 @@ def _selected_service(peer: dict[str, Any]) -> str | None:
 
 def test_network_policies_allow_exactly_the_service_graph(environment: str) -> None:
     objects = chartlib.render(environment)
-    policies = {service_of(p): p for p in by_kind(objects, "NetworkPolicy").values()
-                if not is_hook(p) and "app.kubernetes.io/name" in p["metadata"]["labels"]}
+    policies = {
+        service_of(p): p
+        for p in by_kind(objects, "NetworkPolicy").values()
+        if not is_hook(p) and "app.kubernetes.io/name" in p["metadata"]["labels"]
+    }
     assert set(policies) == set(SERVICES)
 
     deny = by_kind(objects, "NetworkPolicy")["emporium-default-deny"]
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
 
     callers: dict[str, set[str]] = {s: set() for s in SERVICES}
     for caller, callees in CALLS.items():
@@ -282,16 +335,30 @@ def test_network_policies_allow_exactly_the_service_graph(environment: str) -> N
     data_namespace = f"emporium-{environment}-data"
     for service, policy in policies.items():
         spec = policy["spec"]
-        data_peers = [peer for rule in spec["egress"] for peer in rule["to"]
-                      if rule["ports"][0]["port"] in (5432, 9092)]
-        assert all(p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == data_namespace
-                   for p in data_peers), f"{service}: data egress leaves {data_namespace}"
+        data_peers = [
+            peer
+            for rule in spec["egress"]
+            for peer in rule["to"]
+            if rule["ports"][0]["port"] in (5432, 9092)
+        ]
+        assert all(
+            p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == data_namespace
+            for p in data_peers
+        ), f"{service}: data egress leaves {data_namespace}"
         assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == service
         assert spec["policyTypes"] == ["Ingress", "Egress"]
-        grpc_in = {_selected_service(peer) for rule in spec["ingress"] for peer in rule.get("from", [])
-                   if [p["port"] for p in rule["ports"]] == [50051]}
-        grpc_out = {_selected_service(peer) for rule in spec["egress"] for peer in rule.get("to", [])
-                    if [p["port"] for p in rule["ports"]] == [50051]}
+        grpc_in = {
+            _selected_service(peer)
+            for rule in spec["ingress"]
+            for peer in rule.get("from", [])
+            if [p["port"] for p in rule["ports"]] == [50051]
+        }
+        grpc_out = {
+            _selected_service(peer)
+            for rule in spec["egress"]
+            for peer in rule.get("to", [])
+            if [p["port"] for p in rule["ports"]] == [50051]
+        }
         assert grpc_in == callers[service], f"{service}: gRPC callers"
         assert grpc_out == CALLS[service], f"{service}: gRPC callees"
 
@@ -313,6 +380,7 @@ def test_network_policies_allow_exactly_the_service_graph(environment: str) -> N
 
 # --- sizing and availability -----------------------------------------------
 
+
 def test_dev_fits_a_small_cluster() -> None:
     objects = chartlib.render("dev")
     cpu = memory = 0.0
@@ -322,9 +390,14 @@ def test_dev_fits_a_small_cluster() -> None:
         cpu += replicas * quantity(limits["cpu"])
         memory += replicas * quantity(limits["memory"])
     # The hooks run one at a time before the Deployments change.
-    job_limits = max(quantity(j["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"])
-                     for j in by_kind(objects, "Job").values())
-    print(f"dev limits: {cpu:.2f} CPU, {memory / 2**30:.2f} GiB (+{job_limits / 2**20:.0f} MiB for a migration)")
+    job_limits = max(
+        quantity(j["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"])
+        for j in by_kind(objects, "Job").values()
+    )
+    print(
+        f"dev limits: {cpu:.2f} CPU, {memory / 2**30:.2f} GiB"
+        f" (+{job_limits / 2**20:.0f} MiB for a migration)"
+    )
     assert cpu <= 2.0
     assert memory + job_limits <= 4 * 2**30
     assert not by_kind(objects, "HorizontalPodAutoscaler")
@@ -338,9 +411,16 @@ def test_highly_available_environments(env: str) -> None:
     for name, deployment in by_kind(objects, "Deployment").items():
         assert "replicas" not in deployment["spec"], f"{name}: the HPA owns the replica count"
         hpa = hpas[name]
-        assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert hpa["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
         assert hpa["spec"]["minReplicas"] >= 2
-        assert pdbs[name]["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+        assert (
+            pdbs[name]["spec"]["selector"]["matchLabels"]
+            == deployment["spec"]["selector"]["matchLabels"]
+        )
         assert pdbs[name]["spec"]["maxUnavailable"] == 1
         assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
@@ -348,33 +428,52 @@ def test_highly_available_environments(env: str) -> None:
 def test_prod_spreads_across_zones_and_nodes() -> None:
     objects = chartlib.render("prod")
     for name, deployment in by_kind(objects, "Deployment").items():
-        spread = {c["topologyKey"]: c for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
+        spread = {
+            c["topologyKey"]: c
+            for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        }
         assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "DoNotSchedule", name
         assert "kubernetes.io/hostname" in spread, name
         for constraint in spread.values():
-            assert constraint["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-    assert by_kind(objects, "HorizontalPodAutoscaler")["emporium-gateway"]["spec"]["minReplicas"] >= 3
+            assert (
+                constraint["labelSelector"]["matchLabels"]
+                == deployment["spec"]["selector"]["matchLabels"]
+            )
+    assert (
+        by_kind(objects, "HorizontalPodAutoscaler")["emporium-gateway"]["spec"]["minReplicas"] >= 3
+    )
 
 
 def test_replicas_are_set_when_no_hpa_owns_them() -> None:
-    deployments = by_kind(chartlib.render("dev", "--set", "services.orders.autoscaling.enabled=true"), "Deployment")
+    deployments = by_kind(
+        chartlib.render("dev", "--set", "services.orders.autoscaling.enabled=true"), "Deployment"
+    )
     assert "replicas" not in deployments["emporium-orders"]["spec"]
     assert deployments["emporium-catalog"]["spec"]["replicas"] == 1
 
 
 # --- optional kinds --------------------------------------------------------
 
+
 def test_optional_kinds_need_the_api_in_the_cluster() -> None:
     with_apis = {o["kind"] for o in chartlib.render("monitoring-and-topics-values")}
-    without = {o["kind"] for o in chartlib.render("monitoring-and-topics-values", api_versions=False)}
+    without = {
+        o["kind"] for o in chartlib.render("monitoring-and-topics-values", api_versions=False)
+    }
     assert {"ServiceMonitor", "PrometheusRule", "KafkaTopic"} <= with_apis
     assert not {"ServiceMonitor", "PrometheusRule", "KafkaTopic"} & without
-    assert not {"ServiceMonitor", "PrometheusRule", "KafkaTopic"} & {o["kind"] for o in chartlib.render("dev")}
+    assert not {"ServiceMonitor", "PrometheusRule", "KafkaTopic"} & {
+        o["kind"] for o in chartlib.render("dev")
+    }
 
 
 def test_topics_as_code_cover_every_topic_and_its_dead_letter_twin() -> None:
     topics = by_kind(chartlib.render("monitoring-and-topics-values"), "KafkaTopic")
-    expected = {"orders.order-placed.v1", "orders.order-status-changed.v1", "fraud.decision-made.v1"}
+    expected = {
+        "orders.order-placed.v1",
+        "orders.order-status-changed.v1",
+        "fraud.decision-made.v1",
+    }
     assert set(topics) == expected | {f"{t}.dlq" for t in expected}
     for name, topic in topics.items():
         assert topic["spec"]["topicName"] == name
@@ -388,8 +487,13 @@ def test_service_monitors_scrape_the_admin_port() -> None:
     assert set(monitors) == {f"emporium-{s}" for s in SERVICES}
     services = by_kind(objects, "Service")
     for name, monitor in monitors.items():
-        assert monitor["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "30s", "scheme": "http"}]
-        assert monitor["spec"]["selector"]["matchLabels"].items() <= services[name]["metadata"]["labels"].items()
+        assert monitor["spec"]["endpoints"] == [
+            {"port": "admin", "path": "/metrics", "interval": "30s", "scheme": "http"}
+        ]
+        assert (
+            monitor["spec"]["selector"]["matchLabels"].items()
+            <= services[name]["metadata"]["labels"].items()
+        )
 
 
 def exposed_metrics() -> set[str]:
@@ -403,8 +507,10 @@ def exposed_metrics() -> set[str]:
 
 def metric_names(expr: str) -> set[str]:
     """Metric names in a PromQL expression; histogram series map to their metric."""
-    return {re.sub(r"_(bucket|count|sum)$", "", m) if not m.endswith("_total") else m
-            for m in re.findall(r"\b(emporium_[a-z_]+)\{", expr)}
+    return {
+        re.sub(r"_(bucket|count|sum)$", "", m) if not m.endswith("_total") else m
+        for m in re.findall(r"\b(emporium_[a-z_]+)\{", expr)
+    }
 
 
 def test_alerts_use_metrics_the_services_expose() -> None:
@@ -418,13 +524,16 @@ def test_alerts_use_metrics_the_services_expose() -> None:
 
 
 def test_dashboards_use_metrics_the_services_expose() -> None:
-    config = by_kind(chartlib.render("monitoring-and-topics-values"), "ConfigMap")["emporium-dashboards"]
+    config = by_kind(chartlib.render("monitoring-and-topics-values"), "ConfigMap")[
+        "emporium-dashboards"
+    ]
     assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
     exposed = exposed_metrics()
     used = set()
     for text in config["data"].values():
         used |= metric_names(text)
-    assert used and used <= exposed, used - exposed
+    assert used
+    assert used <= exposed, used - exposed
 
 
 def test_ingress_routes_to_the_gateway_http_port() -> None:
@@ -437,6 +546,7 @@ def test_ingress_routes_to_the_gateway_http_port() -> None:
 
 
 # --- values schema ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("major", chartlib.HELM_MAJORS)
 @pytest.mark.parametrize(
@@ -451,7 +561,9 @@ def test_ingress_routes_to_the_gateway_http_port() -> None:
         ("defaults.topologySpread.zones=Always", "value must be one of"),
     ],
 )
-def test_a_wrong_value_fails_with_the_schema_message(major: str, setting: str, message: str) -> None:
+def test_a_wrong_value_fails_with_the_schema_message(
+    major: str, setting: str, message: str
+) -> None:
     args = chartlib.template_args(chartlib.scenario("dev"))
     flag = "--set-string" if setting.endswith("=two") else "--set"
     result = chartlib.run_helm(major, *args, flag, setting, check=False)
@@ -462,23 +574,34 @@ def test_a_wrong_value_fails_with_the_schema_message(major: str, setting: str, m
 
 def test_a_call_to_an_unknown_service_fails_clearly() -> None:
     args = chartlib.template_args(chartlib.scenario("dev"))
-    result = chartlib.run_helm("helm3", *args, "--set", "services.orders.calls={catalog,payments}", check=False)
+    result = chartlib.run_helm(
+        "helm3", *args, "--set", "services.orders.calls={catalog,payments}", check=False
+    )
     assert result.returncode != 0
     assert 'services.orders.calls: "payments" is not an entry of services' in result.stderr
 
 
 # --- NOTES -----------------------------------------------------------------
 
+
 def test_notes_tell_how_to_reach_the_storefront_and_check_health() -> None:
     # Helm 4 renders NOTES in a client-only dry run; Helm 3.22's install
     # insists on reaching an API server even then (the cluster tests cover it).
     result = chartlib.run_helm(
-        "helm4", "install", "emporium", str(CHART), "--dry-run=client", "--namespace", "emporium-dev",
-        "-f", str(CHART / "values-dev.yaml"),
+        "helm4",
+        "install",
+        "emporium",
+        str(CHART),
+        "--dry-run=client",
+        "--namespace",
+        "emporium-dev",
+        "-f",
+        str(CHART / "values-dev.yaml"),
     )
     notes = result.stdout.split("NOTES:", 1)[1]
     assert "port-forward service/emporium-gateway 8080:8080" in notes
-    assert "/healthz" in notes and "/readyz" in notes
+    assert "/healthz" in notes
+    assert "/readyz" in notes
     assert "emporium-platform" in notes
 
 
@@ -496,24 +619,38 @@ def test_each_environment_fits_the_quota_the_infrastructure_sets(env: str) -> No
     totals = {"requests.cpu": 0.0, "requests.memory": 0.0, "limits.cpu": 0.0, "limits.memory": 0.0}
     pods = 0
     for name, deployment in by_kind(objects, "Deployment").items():
-        replicas = hpas[name]["spec"]["maxReplicas"] if name in hpas else deployment["spec"]["replicas"]
+        replicas = (
+            hpas[name]["spec"]["maxReplicas"] if name in hpas else deployment["spec"]["replicas"]
+        )
         count = replicas + 1  # maxSurge 1
         pods += count
         resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
         for kind in ("requests", "limits"):
             for resource in ("cpu", "memory"):
                 totals[f"{kind}.{resource}"] += count * quantity(resources[kind][resource])
-    job = max(by_kind(objects, "Job").values(),
-              key=lambda j: quantity(j["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]))
+    job = max(
+        by_kind(objects, "Job").values(),
+        key=lambda j: quantity(
+            j["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]
+        ),
+    )
     job_resources = job["spec"]["template"]["spec"]["containers"][0]["resources"]
     for kind in ("requests", "limits"):
         for resource in ("cpu", "memory"):
             totals[f"{kind}.{resource}"] += quantity(job_resources[kind][resource])
     pods += 1
-    limits = {"requests.cpu": quota["requestsCpu"], "requests.memory": quota["requestsMemory"],
-              "limits.cpu": quota["limitsCpu"], "limits.memory": quota["limitsMemory"]}
-    print(f"{env} at most: {pods} pods, " + ", ".join(
-        f"{k} {v:.2f}" if "cpu" in k else f"{k} {v / 2**30:.2f}Gi" for k, v in totals.items()))
+    limits = {
+        "requests.cpu": quota["requestsCpu"],
+        "requests.memory": quota["requestsMemory"],
+        "limits.cpu": quota["limitsCpu"],
+        "limits.memory": quota["limitsMemory"],
+    }
+    print(
+        f"{env} at most: {pods} pods, "
+        + ", ".join(
+            f"{k} {v:.2f}" if "cpu" in k else f"{k} {v / 2**30:.2f}Gi" for k, v in totals.items()
+        )
+    )
     for key, used in totals.items():
         assert used <= quantity(limits[key]), f"{env}: {key} {used} exceeds the quota {limits[key]}"
     assert pods <= int(quota["pods"])

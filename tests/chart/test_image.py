@@ -21,11 +21,9 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from chartlib import ROOT
 
 pytestmark = pytest.mark.integration
@@ -40,10 +38,12 @@ def run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def built_image() -> Iterator[dict[str, str]]:
+def built_image() -> dict[str, str]:
     if os.geteuid() != 0:
-        pytest.skip("building and starting the image needs root here (podman with chroot isolation, "
-                    "a private mount namespace for the read-only root)")
+        pytest.skip(
+            "building and starting the image needs root here (podman with chroot isolation, "
+            "a private mount namespace for the read-only root)"
+        )
     check = run(str(ROOT / "scripts" / "debian-base-image.sh"), "--check")
     if check.returncode != 0:
         pytest.skip(f"podman cannot build images on this machine: {check.stderr.strip()[-300:]}")
@@ -51,12 +51,20 @@ def built_image() -> Iterator[dict[str, str]]:
     assert base.returncode == 0, base.stderr[-2000:]
     base_image = base.stdout.strip().splitlines()[-1]
     started = time.monotonic()
-    build = run(str(ROOT / "scripts" / "images.sh"), "--base", base_image, "--registry",
-                "emporium-test", "--tag", "ci", SERVICE)
+    build = run(
+        str(ROOT / "scripts" / "images.sh"),
+        "--base",
+        base_image,
+        "--registry",
+        "emporium-test",
+        "--tag",
+        "ci",
+        SERVICE,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     size_line = build.stdout.strip().splitlines()[-1]
     print(f"\nimage {size_line} (base {base_image}, build {time.monotonic() - started:.0f}s)")
-    yield {"base": base_image, "size_line": size_line}
+    return {"base": base_image, "size_line": size_line}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +91,9 @@ def image_config() -> dict:
     return json.loads(result.stdout)[0]
 
 
-def test_image_metadata(built_image: dict[str, str], record_property: pytest.RecordProperty) -> None:
+def test_image_metadata(
+    built_image: dict[str, str], record_property: pytest.RecordProperty
+) -> None:
     config = image_config()
     assert config["Config"]["User"] == f"{UID}:{UID}"
     assert config["Config"]["Entrypoint"] == ["/app/venv/bin/emporium-service"]
@@ -102,14 +112,24 @@ def test_final_stage_has_no_build_tools(image_root: Path) -> None:
     assert not (image_root / "src").exists(), "no source tree in the image"
     bin_dir = image_root / "app" / "venv" / "bin"
     assert (bin_dir / f"emporium-{SERVICE}").exists()
-    assert not list(bin_dir.glob("pip*")) and not (bin_dir / "uv").exists()
+    assert not list(bin_dir.glob("pip*"))
+    assert not (bin_dir / "uv").exists()
     for tool in ("gcc", "cc", "make", "g++"):
         assert not (image_root / "usr" / "bin" / tool).exists(), tool
     # Only this service's code is installed, not the other services'.
-    dists = {p.name.split("-")[0] for p in (image_root / "app" / "venv").glob("lib/python3*/site-packages/emporium_*.dist-info")}
+    dists = {
+        p.name.split("-")[0]
+        for p in (image_root / "app" / "venv").glob(
+            "lib/python3*/site-packages/emporium_*.dist-info"
+        )
+    }
     assert dists == {"emporium_kit", "emporium_contracts", f"emporium_{SERVICE}"}
     # Bytecode was compiled at build time: nothing to write at run time.
-    assert list((image_root / "app" / "venv").glob(f"lib/python3*/site-packages/emporium/{SERVICE}/__pycache__/*.pyc"))
+    assert list(
+        (image_root / "app" / "venv").glob(
+            f"lib/python3*/site-packages/emporium/{SERVICE}/__pycache__/*.pyc"
+        )
+    )
 
 
 def free_port() -> int:
@@ -142,23 +162,42 @@ exec chroot --userspec=$UID_GID "$fs" /usr/bin/env -i "$@"
 
 def test_gateway_starts_from_the_image_and_answers_livez(image_root: Path, tmp_path: Path) -> None:
     if shutil.which("unshare") is None or shutil.which("chroot") is None:
-        pytest.skip("unshare and chroot (util-linux, coreutils) are needed to start the image's filesystem")
+        pytest.skip(
+            "unshare and chroot (util-linux, coreutils) are needed to start the image's filesystem"
+        )
     config = image_config()["Config"]
     env = dict(item.split("=", 1) for item in config["Env"])
     grpc_port, admin_port, http_port = free_port(), free_port(), free_port()
-    env.update({
-        "BIND_HOST": "127.0.0.1", "GRPC_PORT": str(grpc_port), "ADMIN_PORT": str(admin_port),
-        "HTTP_PORT": str(http_port), "SHUTDOWN_GRACE_SECONDS": "5",
-        # Valid addresses where nothing listens: /livez must not care.
-        "CATALOG_ADDR": "127.0.0.1:9", "RECOMMENDATIONS_ADDR": "127.0.0.1:9", "ORDERS_ADDR": "127.0.0.1:9",
-    })
+    env.update(
+        {
+            "BIND_HOST": "127.0.0.1",
+            "GRPC_PORT": str(grpc_port),
+            "ADMIN_PORT": str(admin_port),
+            "HTTP_PORT": str(http_port),
+            "SHUTDOWN_GRACE_SECONDS": "5",
+            # Valid addresses where nothing listens: /livez must not care.
+            "CATALOG_ADDR": "127.0.0.1:9",
+            "RECOMMENDATIONS_ADDR": "127.0.0.1:9",
+            "ORDERS_ADDR": "127.0.0.1:9",
+        }
+    )
     script = tmp_path / "start.sh"
     script.write_text(START_SCRIPT)
     log = (tmp_path / "service.log").open("w+")
-    command = ["unshare", "--mount", "--propagation", "private", "sh", str(script), str(image_root),
-               *[f"{k}={v}" for k, v in env.items()], *config["Entrypoint"]]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "UID_GID": f"{UID}:{UID}"})
+    command = [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        str(script),
+        str(image_root),
+        *[f"{k}={v}" for k, v in env.items()],
+        *config["Entrypoint"],
+    ]
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "UID_GID": f"{UID}:{UID}"}
+    )
     try:
         deadline = time.monotonic() + 60
         status = None
@@ -169,21 +208,28 @@ def test_gateway_starts_from_the_image_and_answers_livez(image_root: Path, tmp_p
             time.sleep(0.5)
         log.seek(0)
         output = log.read()
-        assert status == 200, f"/livez answered {status}; exit {process.poll()}; log:\n{output[-3000:]}"
+        assert status == 200, (
+            f"/livez answered {status}; exit {process.poll()}; log:\n{output[-3000:]}"
+        )
         # Truthful readiness: the catalog is unreachable, so not ready.
         assert http_status(f"http://127.0.0.1:{admin_port}/readyz") == 503
         # It runs as the image's user, on a read-only root filesystem.
-        pids = subprocess.run(["pgrep", "-f", "emporium-service", "-P", str(process.pid)],
-                              capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(
+            ["pgrep", "-f", "emporium-service", "-P", str(process.pid)],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
         for pid in pids or [str(process.pid)]:
             status_text = Path(f"/proc/{pid}/status").read_text()
             uid_line = re.search(r"^Uid:\s+(\d+)", status_text, flags=re.MULTILINE)
-            assert uid_line and int(uid_line.group(1)) == UID
+            assert uid_line
+            assert int(uid_line.group(1)) == UID
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, "SIGTERM must drain and exit 0"
         log.seek(0)
         lines = [json.loads(line) for line in log.read().splitlines() if line.startswith("{")]
-        assert lines and all(line.get("service") == SERVICE for line in lines), "JSON logs on stdout"
+        assert lines
+        assert all(line.get("service") == SERVICE for line in lines), "JSON logs on stdout"
         assert not any("Read-only file system" in line.get("message", "") for line in lines)
     finally:
         if process.poll() is None:

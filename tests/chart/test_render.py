@@ -3,9 +3,8 @@ environment and every ci/*-values.yaml scenario."""
 
 from __future__ import annotations
 
-import pytest
-
 import chartlib
+import pytest
 from chartlib import CHART, ENVIRONMENTS, HELM_MAJORS, RENDER_KUBE_VERSION
 
 pytestmark = pytest.mark.unit
@@ -15,8 +14,16 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_lint_strict(major: str, env: str) -> None:
     result = chartlib.run_helm(
-        major, "lint", "--strict", str(CHART), "-f", str(CHART / f"values-{env}.yaml"),
-        "--namespace", f"emporium-{env}", "--kube-version", RENDER_KUBE_VERSION,
+        major,
+        "lint",
+        "--strict",
+        str(CHART),
+        "-f",
+        str(CHART / f"values-{env}.yaml"),
+        "--namespace",
+        f"emporium-{env}",
+        "--kube-version",
+        RENDER_KUBE_VERSION,
     )
     assert "0 chart(s) failed" in result.stdout
 
@@ -71,10 +78,26 @@ def test_readme_values_table_is_generated_from_values_yaml(tmp_path) -> None:  #
         pytest.fail(f"{helm_docs} is missing: run scripts/install-helm.sh")
     copy = tmp_path / "emporium"
     shutil.copytree(CHART, copy)
-    subprocess.run([str(helm_docs), "--chart-search-root", str(copy), "--template-files", "README.md.gotmpl",
-                    "--sort-values-order", "file"], check=True, capture_output=True, timeout=60, cwd=copy)
+    subprocess.run(
+        [
+            str(helm_docs),
+            "--chart-search-root",
+            str(copy),
+            "--template-files",
+            "README.md.gotmpl",
+            "--sort-values-order",
+            "file",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        cwd=copy,
+    )
     generated = (copy / "README.md").read_text()
     assert generated == (CHART / "README.md").read_text(), (
-        "charts/emporium/README.md is stale: run scripts/test-chart.sh --write-readme")
-    undocumented = [line for line in generated.splitlines() if line.startswith("| ") and line.endswith("|  |")]
+        "charts/emporium/README.md is stale: run scripts/test-chart.sh --write-readme"
+    )
+    undocumented = [
+        line for line in generated.splitlines() if line.startswith("| ") and line.endswith("|  |")
+    ]
     assert not undocumented, f"values without a '# --' comment: {undocumented}"

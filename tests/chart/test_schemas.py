@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import chartlib
 import jsonschema
 import kubernetes_validate
 import pytest
-
-import chartlib
 from chartlib import KUBE_VERSIONS
 
 pytestmark = pytest.mark.unit
@@ -39,8 +38,10 @@ def crd_validator(file: str) -> jsonschema.Draft7Validator:
 def validate(obj: dict[str, Any], kube_version: str) -> list[str]:
     crd = CRD_KINDS.get((obj["apiVersion"], obj["kind"]))
     if crd:
-        return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-                for e in crd_validator(crd).iter_errors(obj)]
+        return [
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in crd_validator(crd).iter_errors(obj)
+        ]
     try:
         kubernetes_validate.validate(obj, kube_version, strict=True)
     except kubernetes_validate.ValidationError as error:
@@ -51,7 +52,11 @@ def validate(obj: dict[str, Any], kube_version: str) -> list[str]:
 
 
 def test_kubernetes_validate_knows_the_pinned_minors() -> None:
-    bundled = set(kubernetes_validate.utils.all_versions() if hasattr(kubernetes_validate.utils, "all_versions") else [])
+    bundled = set(
+        kubernetes_validate.utils.all_versions()
+        if hasattr(kubernetes_validate.utils, "all_versions")
+        else []
+    )
     root = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
     for version in KUBE_VERSIONS:
         assert (root / f"v{version}-local-strict").is_dir() or version in bundled
@@ -75,7 +80,9 @@ def test_crd_kinds_are_rendered_and_checked() -> None:
 
 
 def test_crd_validation_rejects_a_wrong_object() -> None:
-    topic = next(o for o in chartlib.render("monitoring-and-topics-values") if o["kind"] == "KafkaTopic")
+    topic = next(
+        o for o in chartlib.render("monitoring-and-topics-values") if o["kind"] == "KafkaTopic"
+    )
     topic["spec"]["partitions"] = 0
     topic["spec"]["partitionz"] = 3
     problems = validate(topic, KUBE_VERSIONS[-1])

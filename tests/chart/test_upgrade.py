@@ -17,10 +17,9 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import chartlib
 import pytest
 import yaml
-
-import chartlib
 from chartlib import CHART, ROOT
 
 pytestmark = pytest.mark.unit
@@ -33,7 +32,9 @@ def selectors(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     found = {}
     for obj in objects:
         if obj["kind"] == "Deployment" or obj["kind"] == "PodDisruptionBudget":
-            found[f"{obj['kind']}/{obj['metadata']['name']}"] = obj["spec"]["selector"]["matchLabels"]
+            found[f"{obj['kind']}/{obj['metadata']['name']}"] = obj["spec"]["selector"][
+                "matchLabels"
+            ]
         elif obj["kind"] == "Service":
             found[f"{obj['kind']}/{obj['metadata']['name']}"] = obj["spec"]["selector"]
     return found
@@ -51,19 +52,25 @@ def test_selectors_match_the_golden_file_of_this_major() -> None:
     current = current_selectors()
     version = chart_version((CHART / "Chart.yaml").read_text())
     if os.environ.get("UPDATE_GOLDEN") == "1":
-        GOLDEN.write_text(yaml.safe_dump({"chartVersion": version, "selectors": current}, sort_keys=True))
+        GOLDEN.write_text(
+            yaml.safe_dump({"chartVersion": version, "selectors": current}, sort_keys=True)
+        )
     golden = yaml.safe_load(GOLDEN.read_text())
     if version.split(".")[0] != str(golden["chartVersion"]).split(".")[0]:
-        pytest.fail(f"chart major changed ({golden['chartVersion']} -> {version}): document the manual "
-                    "upgrade step in docs/deploy.md, then record the new selectors with "
-                    "UPDATE_GOLDEN=1 uv run pytest tests/chart/test_upgrade.py")
+        pytest.fail(
+            f"chart major changed ({golden['chartVersion']} -> {version}): document the manual "
+            "upgrade step in docs/deploy.md, then record the new selectors with "
+            "UPDATE_GOLDEN=1 uv run pytest tests/chart/test_upgrade.py"
+        )
     assert current == golden["selectors"], (
-        "selector labels changed within a major version; existing releases could not upgrade")
+        "selector labels changed within a major version; existing releases could not upgrade"
+    )
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                          check=True, timeout=60).stdout
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
 
 
 def previous_chart_commit() -> tuple[str, str] | None:
@@ -83,18 +90,33 @@ def previous_chart_commit() -> tuple[str, str] | None:
 def test_selectors_match_the_previous_chart_version() -> None:
     previous = previous_chart_commit()
     if previous is None:
-        pytest.skip("no earlier chart version in git history yet (this is the first); "
-                    "the golden file check covers this version")
+        pytest.skip(
+            "no earlier chart version in git history yet (this is the first); "
+            "the golden file check covers this version"
+        )
     commit, version = previous
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit, "charts/emporium"],
-                             capture_output=True, check=True, timeout=60).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "charts/emporium"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     with tempfile.TemporaryDirectory() as tmp:
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
         old_chart = Path(tmp) / "charts" / "emporium"
-        text = chartlib.run_helm("helm3", "template", "emporium", str(old_chart), "--namespace", "emporium-prod",
-                                 "-f", str(old_chart / "values-prod.yaml"),
-                                 "--kube-version", chartlib.RENDER_KUBE_VERSION).stdout
+        text = chartlib.run_helm(
+            "helm3",
+            "template",
+            "emporium",
+            str(old_chart),
+            "--namespace",
+            "emporium-prod",
+            "-f",
+            str(old_chart / "values-prod.yaml"),
+            "--kube-version",
+            chartlib.RENDER_KUBE_VERSION,
+        ).stdout
     old = selectors(chartlib.parse(text))
     current = current_selectors()
     common = set(old) & set(current)
@@ -105,6 +127,9 @@ def test_selectors_match_the_previous_chart_version() -> None:
 
 def test_selectors_are_minimal_and_stable_labels_only() -> None:
     for key, labels in current_selectors().items():
-        assert set(labels) == {"app.kubernetes.io/name", "app.kubernetes.io/instance",
-                               "app.kubernetes.io/component"}, key
+        assert set(labels) == {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+        }, key
         assert not any(re.search(r"version|chart", k) for k in labels), key
