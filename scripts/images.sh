@@ -3,8 +3,9 @@
 # with podman (chroot isolation, so it works without a container runtime
 # daemon) or docker, whichever is installed, and prints each image's size.
 #   scripts/images.sh [--base IMAGE] [--tag TAG] [--registry PREFIX] [SERVICE...]
-# --base       base image (default: the Dockerfile's public Python image;
-#              scripts/debian-base-image.sh makes one from Debian packages)
+# --base       base image (default: $BASE_IMAGE, else the Dockerfile's public
+#              Python image; where no registry is reachable,
+#              BASE_IMAGE=$(scripts/debian-base-image.sh) make images)
 # --tag        image tag (default: the chart's appVersion)
 # --registry   image name prefix (default: emporium), giving <prefix>/<service>:<tag>
 set -euo pipefail
@@ -13,7 +14,7 @@ cd "$root"
 # shellcheck source=versions.env
 source scripts/versions.env
 
-base="" tag="" registry="emporium"
+base="${BASE_IMAGE:-}" tag="" registry="emporium"
 services=()
 while (($#)); do
   case "$1" in
