@@ -12,6 +12,7 @@ import asyncpg
 from google.protobuf.message import DecodeError
 
 from emporium.events.v1 import fraud_events_pb2
+from emporium.kit import metrics
 from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage
 from emporium.orders import domain, messages
 from emporium.orders.repository import PostgresOrderStatusStore
@@ -30,11 +31,33 @@ def decode_fraud_decision(payload: bytes) -> domain.FraudDecision:
         raise PoisonMessage(f"invalid FraudDecisionMade: {error}") from error
 
 
+class TimedStatusStore:
+    """The status store, observing each order's decision delay as it saves the decision.
+
+    The delay from the order being placed to its decision being applied is the
+    fraud-decision freshness SLI (``emporium_order_decision_delay_seconds``).
+    It is observed inside the consumer's transaction: a decision whose commit
+    then fails is observed again when it is retried (rare, and only late).
+    """
+
+    def __init__(self, store: domain.OrderStatusStore) -> None:
+        self._store = store
+
+    async def get_for_update(self, order_id: str) -> domain.Order | None:
+        return await self._store.get_for_update(order_id)
+
+    async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
+        await self._store.save_status(order, event)
+        delay = (event.occurred_at - order.created_at).total_seconds()
+        metrics.ORDER_DECISION_DELAY.labels(event.status.value.lower()).observe(max(0.0, delay))
+
+
 def handlers(topics: Topics) -> dict[str, Handler]:
     """The consumer's handlers, by topic."""
 
     async def fraud_decision_made(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
         decision = decode_fraud_decision(event.value)
-        await domain.apply_fraud_decision(PostgresOrderStatusStore(conn, topics), decision)
+        store = TimedStatusStore(PostgresOrderStatusStore(conn, topics))
+        await domain.apply_fraud_decision(store, decision)
 
     return {topics.fraud_decision_made: fraud_decision_made}
