@@ -11,9 +11,15 @@ Standard library only. See docs/local-platform.md.
 """
 
 import sys
+from pathlib import Path
 
-# This folder is first on sys.path, so the package next to this file imports as is.
-from emporium_platform.cli import main  # type: ignore[import-not-found]
+# The package next to this file. Python puts this folder first on sys.path,
+# except in isolated mode (`python3 -I`, as the runner's tests call it).
+_here = str(Path(__file__).resolve().parent)
+if _here not in sys.path:
+    sys.path.insert(0, _here)
+
+from emporium_platform.cli import main  # type: ignore[import-not-found]  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
