@@ -1,13 +1,24 @@
-"""Repository-wide pytest rules.
+"""Repository-wide pytest rules and fixtures.
 
 Every test says how much it touches with exactly one marker (unit,
 integration, e2e, cluster), so a run can be chosen by cost and nothing
 slips through unclassified.
+
+The local platform's fixtures for its real servers (throwaway databases and
+topics, ...) come from one plugin, scripts/emporium_platform/pytest_plugin.py.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# Appended, not prepended: nothing in scripts/ may shadow an installed module.
+sys.path.append(str(Path(__file__).resolve().parent / "scripts"))
+
+pytest_plugins = ["emporium_platform.pytest_plugin"]
 
 KINDS = ("unit", "integration", "e2e", "cluster")
 

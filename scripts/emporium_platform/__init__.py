@@ -1,10 +1,10 @@
 """The local platform: real PostgreSQL and Kafka, provisioned, and the services.
 
 Standard library only, so it runs before any virtual environment exists.
-The command line is ``python3 scripts/platformctl.py <command>``. Tests load this
-package from its file as ``emporium_platform`` (see ``load_platform()`` in
-tests/platform/conftest.py); ``scripts/`` itself must not go on ``sys.path``,
-where ``scripts/platformctl.py`` would shadow the standard ``platform`` module.
+The command line is ``python3 scripts/platformctl.py <command>``. Tests import
+it as ``emporium_platform`` (the root conftest.py appends ``scripts/`` to
+``sys.path``) and get its fixtures from :mod:`emporium_platform.pytest_plugin`,
+the one module here that needs the workspace's packages.
 
 Each function reads its settings from the environment when called.
 """

@@ -1,9 +1,9 @@
 """Fixtures for the local platform runner's own tests.
 
-`load_platform()` imports scripts/emporium_platform by file (as
-`emporium_platform`), the same way `python3 scripts/platformctl.py` does; other
-test folders can copy it. Putting `scripts/` on sys.path instead would let
-scripts/platformctl.py shadow the standard `platform` module.
+The root conftest.py puts `scripts/` on sys.path, so `emporium_platform` is
+the package `python3 scripts/platformctl.py` runs; the fixtures every other
+test folder uses (`platform`, throwaway databases and topics) are in its
+pytest plugin, scripts/emporium_platform/pytest_plugin.py.
 
 Two instances are used:
 
@@ -17,7 +17,6 @@ Two instances are used:
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
+import emporium_platform
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,21 +40,6 @@ PLATFORM_VARIABLES = (
     "EMPORIUM_POSTGRES_ADMIN_URL",
     "EMPORIUM_KAFKA_BOOTSTRAP",
 )
-
-
-def load_platform() -> ModuleType:
-    if "emporium_platform" in sys.modules:
-        return sys.modules["emporium_platform"]
-    package = ROOT / "scripts" / "emporium_platform"
-    spec = importlib.util.spec_from_file_location(
-        "emporium_platform", package / "__init__.py", submodule_search_locations=[str(package)]
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["emporium_platform"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextmanager
@@ -93,7 +78,8 @@ def run_cli(
 
 @pytest.fixture(scope="session")
 def ep() -> ModuleType:
-    return load_platform()
+    """The runner's package, nothing started (the fixtures below choose the instance)."""
+    return emporium_platform
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,13 @@ loopback ports, fed ``OrderPlaced`` events on its own test topics.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import grpc
 import pytest
+from emporium_platform.pytest_plugin import eventually
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -62,30 +61,19 @@ async def publish(
     )
 
 
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], within: float = 20.0, interval: float = 0.05
-) -> float:
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - started
-
-
 async def decision_count(db: asyncpg.Pool) -> int:
     return int(await db.fetchval("SELECT count(*) FROM decisions"))
 
 
 async def test_orders_are_scored_and_decisions_published(
-    fraud: Any, db: asyncpg.Pool, topics: Topics, publisher: EventProducer, reader: Any
+    fraud: Any, db: asyncpg.Pool, topics: Topics, producer: EventProducer, read_topic: Any
 ) -> None:
     ordinary = order_placed()
     denied = order_placed(customer="fraud-mallory")
     expensive = order_placed(total_minor=250_000)
     for event in (ordinary, denied, expensive):
-        await publish(publisher, topics.order_placed, event)
-    took = await eventually(lambda: _has(db, 3))
+        await publish(producer, topics.order_placed, event)
+    took = await eventually(lambda: _has(db, 3), within=20)
     print(f"three orders decided {took:.2f}s after publishing")
 
     rows = {
@@ -101,7 +89,7 @@ async def test_orders_are_scored_and_decisions_published(
     assert rows[expensive.order_id]["verdict"] == "REJECT"
     assert "2500.00 EUR" in rows[expensive.order_id]["reason"]
 
-    records = await reader(topics.fraud_decision_made, 3)
+    records = await read_topic(topics.fraud_decision_made, 3)
     published = {
         r.key.decode(): fraud_events_pb2.FraudDecisionMade.FromString(r.value) for r in records
     }
@@ -115,39 +103,39 @@ async def test_orders_are_scored_and_decisions_published(
 
 
 async def test_a_redelivered_order_gets_no_second_decision(
-    fraud: Any, db: asyncpg.Pool, topics: Topics, publisher: EventProducer, reader: Any
+    fraud: Any, db: asyncpg.Pool, topics: Topics, producer: EventProducer, read_topic: Any
 ) -> None:
     event = order_placed()
-    await publish(publisher, topics.order_placed, event)
-    await eventually(lambda: _has(db, 1))
+    await publish(producer, topics.order_placed, event)
+    await eventually(lambda: _has(db, 1), within=20)
     # The same event again, and the same order under a new event id.
-    await publish(publisher, topics.order_placed, event)
-    await publish(publisher, topics.order_placed, event, event_id=str(uuid.uuid4()))
+    await publish(producer, topics.order_placed, event)
+    await publish(producer, topics.order_placed, event, event_id=str(uuid.uuid4()))
 
     async def both_seen() -> bool:
         counts = (await fraud.healthz())["kafka_consumer"]["counts"]
         return bool(counts["duplicate"] >= 1 and counts["processed"] >= 2)
 
-    await eventually(both_seen)
+    await eventually(both_seen, within=20)
     assert await decision_count(db) == 1
     assert await db.fetchval("SELECT count(*) FROM outbox") == 1
     await asyncio.sleep(0.5)  # give the relay a chance to publish anything extra
-    records = await reader(topics.fraud_decision_made, 2, within=2)
+    records = await read_topic(topics.fraud_decision_made, 2, within=2)
     assert len(records) == 1
 
 
 async def test_poison_events_go_to_the_dlq_and_consumption_goes_on(
-    fraud: Any, db: asyncpg.Pool, topics: Topics, publisher: EventProducer, reader: Any
+    fraud: Any, db: asyncpg.Pool, topics: Topics, producer: EventProducer, read_topic: Any
 ) -> None:
     good = order_placed()
-    await publish(publisher, topics.order_placed, good, payload=b"\xff\xfenot protobuf")
+    await publish(producer, topics.order_placed, good, payload=b"\xff\xfenot protobuf")
     no_total = order_placed()
     no_total.ClearField("total")
-    await publish(publisher, topics.order_placed, no_total)
-    await publish(publisher, topics.order_placed, order_placed(order_id="42"))
-    await publish(publisher, topics.order_placed, good, event_id=str(uuid.uuid4()))
-    await eventually(lambda: _has(db, 1))
-    dead = await reader(f"{topics.order_placed}.dlq", 3)
+    await publish(producer, topics.order_placed, no_total)
+    await publish(producer, topics.order_placed, order_placed(order_id="42"))
+    await publish(producer, topics.order_placed, good, event_id=str(uuid.uuid4()))
+    await eventually(lambda: _has(db, 1), within=20)
+    dead = await read_topic(f"{topics.order_placed}.dlq", 3)
     assert len(dead) == 3
     assert all(dict(r.headers)["dlq-error"].startswith(b"PoisonMessage") for r in dead)
     assert await db.fetchval("SELECT order_id FROM decisions") == good.order_id

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from emporium_platform.pytest_plugin import eventually, free_port
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
@@ -51,13 +51,6 @@ RECOMMENDATIONS_BUDGET_S = 0.25
 RECOMMENDATIONS_RESET_S = 2.0
 BREAKER_FAIL_MAX = 5
 KEY_HEADER = "Idempotency-Key"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # --- servicers the tests control ------------------------------------------------------
@@ -246,19 +239,6 @@ class Gateway:
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
-
-
-async def eventually(
-    condition: Callable[[], Any], within: float, what: str, interval: float = 0.1
-) -> float:
-    """Awaits ``condition()`` until it is true; returns how long that took."""
-    started = time.monotonic()
-    while True:
-        if await condition():
-            return time.monotonic() - started
-        if time.monotonic() - started > within:
-            raise AssertionError(f"not {what} after {within}s")
-        await asyncio.sleep(interval)
 
 
 @dataclass

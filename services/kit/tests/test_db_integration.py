@@ -14,7 +14,7 @@ from emporium.kit.db import MigrationError, create_pool, database_check, migrate
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-DatabaseFactory = Callable[[], Awaitable[str]]
+DatabaseFactory = Callable[..., Awaitable[str]]
 
 
 def service_migrations(folder: Path) -> Path:
@@ -40,7 +40,7 @@ async def ledger(dsn: str) -> list[str]:
 async def test_migrations_apply_once_in_order_and_are_recorded(
     database_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
-    dsn = await database_factory()
+    dsn = await database_factory(empty=True)
     folder = service_migrations(tmp_path / "migrations")
 
     first = await migrate(dsn, folder)
@@ -74,7 +74,7 @@ async def test_migrations_apply_once_in_order_and_are_recorded(
 async def test_a_new_migration_is_applied_on_the_next_run(
     database_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
-    dsn = await database_factory()
+    dsn = await database_factory(empty=True)
     folder = service_migrations(tmp_path / "migrations")
     await migrate(dsn, folder)
     (folder / "0003_add_size.sql").write_text("ALTER TABLE widgets ADD COLUMN size int;\n")
@@ -85,7 +85,7 @@ async def test_a_new_migration_is_applied_on_the_next_run(
 async def test_an_edited_applied_migration_is_refused_before_anything_runs(
     database_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
-    dsn = await database_factory()
+    dsn = await database_factory(empty=True)
     folder = service_migrations(tmp_path / "migrations")
     await migrate(dsn, folder)
     (folder / "0001_create_widgets.sql").write_text(
@@ -102,7 +102,7 @@ async def test_an_edited_applied_migration_is_refused_before_anything_runs(
 async def test_a_failing_migration_is_rolled_back_and_not_recorded(
     database_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
-    dsn = await database_factory()
+    dsn = await database_factory(empty=True)
     folder = service_migrations(tmp_path / "migrations")
     (folder / "0003_broken.sql").write_text(
         "CREATE TABLE half_done (id int);\nALTER TABLE no_such_table ADD COLUMN x int;\n"
@@ -123,7 +123,7 @@ async def test_a_failing_migration_is_rolled_back_and_not_recorded(
 async def test_replicas_migrating_at_once_apply_each_file_once(
     database_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
-    dsn = await database_factory()
+    dsn = await database_factory(empty=True)
     folder = service_migrations(tmp_path / "migrations")
     # A slow migration widens the window in which the replicas overlap.
     (folder / "0003_slow.sql").write_text("SELECT pg_sleep(0.5);\nCREATE TABLE slow (id int);\n")

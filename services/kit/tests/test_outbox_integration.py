@@ -209,7 +209,7 @@ async def _count(tail: Tail, n: int) -> bool:
 
 
 async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after(
-    runner: ModuleType,
+    platform: ModuleType,
     state_pool: asyncpg.Pool,
     producer: EventProducer,
     kafka_settings: KafkaSettings,
@@ -217,7 +217,7 @@ async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after
     read_topic: Callable[..., Awaitable[list[Any]]],
 ) -> None:
     """Kafka is stopped for real (the runner's broker), for as short a time as possible."""
-    if not runner.settings().local_kafka:
+    if not platform.settings().local_kafka:
         pytest.skip("Kafka is an external server here; the runner cannot stop it")
     topic = await topic_factory("kafka-down")
     await state_pool.execute(
@@ -244,7 +244,7 @@ async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after
 
         started = time.monotonic()
         try:
-            await asyncio.to_thread(runner.stop_kafka)
+            await asyncio.to_thread(platform.stop_kafka)
             stopped = time.monotonic()
             # Checkout goes on: the events are accepted into the outbox.
             for seq in range(1, 21):
@@ -253,7 +253,7 @@ async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after
             backlog_while_down = await unpublished(state_pool)
             relay_info = relay.info()
         finally:
-            await asyncio.to_thread(runner.start_kafka)
+            await asyncio.to_thread(platform.start_kafka)
         window = time.monotonic() - started
         restarted = time.monotonic()
         print(

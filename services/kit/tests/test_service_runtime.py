@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import textwrap
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from emporium_platform.pytest_plugin import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -73,12 +73,6 @@ PROGRAM = textwrap.dedent(
     run_cli("example", serve)
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(url: str, status: int, timeout: float = 20) -> float:

@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import signal
-import socket
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import astuple, dataclass, field, replace
-from pathlib import Path
-from types import ModuleType
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
 import grpc
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from emporium_platform.pytest_plugin import eventually, free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
 from emporium.kit.config import parse_settings
-from emporium.kit.db import migrate
 from emporium.kit.errors import DeadlineExceeded, FailedPrecondition, Unavailable
 from emporium.orders import domain
 from emporium.orders.main import MIGRATIONS_DIR, build
@@ -168,70 +160,16 @@ def checkout(repository: FakeRepository, catalog: FakeCatalog) -> domain.Checkou
 # --- integration: the real PostgreSQL and Kafka of the local runner -----------------
 #
 # Each test gets its own database and its own topics, so tests never see each
-# other's data or that of a running system. The catalog is a small real gRPC
-# servicer in this process on a loopback port (a test double of a peer service
-# over a real socket); the orders service is the real composition from main.py.
-
-REPO = Path(__file__).resolve().parents[3]
-TEST_PARTITIONS = 3
-
-
-def load_platform() -> ModuleType:
-    """The runner's package, loaded from its file (scripts/ must not go on sys.path)."""
-    if "emporium_platform" in sys.modules:
-        return sys.modules["emporium_platform"]
-    package = REPO / "scripts" / "emporium_platform"
-    spec = importlib.util.spec_from_file_location(
-        "emporium_platform", package / "__init__.py", submodule_search_locations=[str(package)]
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["emporium_platform"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def platform() -> ModuleType:
-    """PostgreSQL and Kafka, started by the runner if they are not running yet."""
-    module = load_platform()
-    try:
-        module.ensure_started()
-    except module.PlatformError as error:
-        pytest.skip(f"PostgreSQL and Kafka could not be started: {error}")
-    return module
-
-
-@pytest.fixture(scope="session")
-def admin_dsn(platform: ModuleType) -> str:
-    return str(platform.admin_url())
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(platform: ModuleType) -> str:
-    return str(platform.kafka_bootstrap())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+# other's data or that of a running system (the local platform's plugin,
+# scripts/emporium_platform/pytest_plugin.py, makes both). The catalog is a small
+# real gRPC servicer in this process on a loopback port (a test double of a peer
+# service over a real socket); the orders service is the real composition from main.py.
 
 
 @pytest.fixture
-async def database(admin_dsn: str) -> AsyncIterator[str]:
+async def database(database_factory: Callable[..., Awaitable[str]]) -> str:
     """A fresh database with the orders migrations; dropped afterwards."""
-    name = f"orders_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
-        await migrate(dsn, MIGRATIONS_DIR)
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    return await database_factory(MIGRATIONS_DIR)
 
 
 @pytest.fixture
@@ -243,61 +181,13 @@ async def db(database: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str) -> AsyncIterator[Topics]:
+async def topics(topic_factory: Callable[..., Awaitable[str]]) -> Topics:
     """Uniquely named topics (and .dlq twins) for this test; deleted afterwards."""
-    suffix = uuid.uuid4().hex[:10]
-    names = Topics(
-        order_placed=f"orders-test.order-placed.{suffix}",
-        order_status_changed=f"orders-test.order-status-changed.{suffix}",
-        fraud_decision_made=f"orders-test.fraud-decision-made.{suffix}",
+    return Topics(
+        order_placed=await topic_factory("orders.order-placed"),
+        order_status_changed=await topic_factory("orders.order-status-changed"),
+        fraud_decision_made=await topic_factory("orders.fraud-decision-made"),
     )
-    every = [t for name in astuple(names) for t in (name, f"{name}.dlq")]
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(t, num_partitions=3, replication_factor=1) for t in every]
-        )
-        for _ in range(100):
-            if set(every) <= set(await admin.list_topics()):
-                break
-            await asyncio.sleep(0.05)
-        yield names
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.delete_topics(every)
-        await admin.close()
-
-
-async def read_topic(bootstrap: str, topic: str, expected: int, within: float = 15.0) -> list[Any]:
-    """Reads a topic from the beginning until ``expected`` records arrived (or timeout)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        # Every test topic has TEST_PARTITIONS partitions (see the topics fixture).
-        assigned = [TopicPartition(topic, p) for p in range(TEST_PARTITIONS)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        records: list[Any] = []
-        deadline = time.monotonic() + within
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], within: float = 15.0, interval: float = 0.05
-) -> float:
-    """Polls an async condition until it holds; returns the seconds it took."""
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - started
 
 
 class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
@@ -530,16 +420,6 @@ def make_env(kafka_bootstrap: str) -> Callable[..., dict[str, str]]:
         return orders_env(database, kafka, catalog_addr, **more)
 
     return make
-
-
-@pytest.fixture
-def reader(kafka_bootstrap: str) -> Callable[..., Awaitable[list[Any]]]:
-    """``await reader(topic, expected)``: records of a topic, read from the beginning."""
-
-    async def read(topic: str, expected: int, within: float = 15.0) -> list[Any]:
-        return await read_topic(kafka_bootstrap, topic, expected, within)
-
-    return read
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+from emporium_platform.pytest_plugin import eventually
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -56,18 +57,6 @@ async def counts(db: asyncpg.Pool) -> dict[str, int]:
         " (SELECT count(*) FROM outbox) AS outbox"
     )
     return dict(row)
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], within: float = 15.0, interval: float = 0.05
-) -> float:
-    """Polls an async condition until it holds; returns the seconds it took."""
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > within:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(interval)
-    return time.monotonic() - started
 
 
 def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
@@ -115,7 +104,7 @@ async def publish_decision(
 
 
 async def test_place_order_writes_order_lines_key_and_outbox_row(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any, topics: Topics, reader: Any
+    orders: Any, db: asyncpg.Pool, catalog_server: Any, topics: Topics, read_topic: Any
 ) -> None:
     reply = await orders.stub.PlaceOrder(place_request(), timeout=5)
     order = reply.order
@@ -143,7 +132,7 @@ async def test_place_order_writes_order_lines_key_and_outbox_row(
     assert fetched.order == order
 
     # The relay publishes the event to Kafka, keyed by order id.
-    records = await reader(topics.order_placed, 1)
+    records = await read_topic(topics.order_placed, 1)
     assert [
         (r.key.decode(), order_events_pb2.OrderPlaced.FromString(r.value)) for r in records
     ] == [(order.order_id, placed)]
@@ -385,7 +374,7 @@ async def test_kafka_unreachable_checkout_goes_on(
 
 
 async def test_fraud_decisions_flip_the_status_and_emit_events(
-    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, reader: Any
+    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, read_topic: Any
 ) -> None:
     approved = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
     rejected = (await orders.stub.PlaceOrder(place_request(customer="fraud-x"), timeout=5)).order
@@ -413,7 +402,7 @@ async def test_fraud_decisions_flip_the_status_and_emit_events(
     assert reply.order.status_reason == "customer is on the deny list"
     assert reply.order.updated_at.ToDatetime() > reply.order.created_at.ToDatetime()
 
-    records = await reader(topics.order_status_changed, 2)
+    records = await read_topic(topics.order_status_changed, 2)
     changes = {
         r.key.decode(): order_events_pb2.OrderStatusChanged.FromString(r.value) for r in records
     }
@@ -454,7 +443,7 @@ async def test_duplicate_late_and_unknown_decisions_are_ignored(
 
 
 async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(
-    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, reader: Any
+    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, read_topic: Any
 ) -> None:
     order = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
     topic = topics.fraud_decision_made
@@ -465,7 +454,7 @@ async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(
     await publish_decision(kafka_bootstrap, topic, order.order_id, 0)  # UNSPECIFIED
     await publish_decision(kafka_bootstrap, topic, order.order_id, 1)
     await eventually(lambda: _status_is(db, order.order_id, "APPROVED"), within=30)
-    dead = await reader(f"{topic}.dlq", 3)
+    dead = await read_topic(f"{topic}.dlq", 3)
     assert len(dead) == 3
     errors = sorted(dict(r.headers)["dlq-error"].decode() for r in dead)
     assert all(e.startswith("PoisonMessage") for e in errors), errors

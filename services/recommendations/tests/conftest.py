@@ -1,28 +1,20 @@
 """Fixtures of the recommendations' integration tests: a throwaway database on the real
 PostgreSQL of the local runner, migrated, and the servicer on a loopback gRPC port.
 
-The runner's servers are found through ``python3 scripts/platformctl.py``; when
-they are not running the integration tests are skipped (``make test`` starts
-them first).
+Databases and topics come from the local platform's plugin
+(scripts/emporium_platform/pytest_plugin.py), which starts PostgreSQL and Kafka
+if they are not running.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import grpc
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
 
-from emporium.kit.db import migrate
 from emporium.kit.grpc import build_server
 from emporium.recommendations.domain import Recommendations
 from emporium.recommendations.grpc_api import SERVICE_NAME, RecommendationServicer
@@ -32,53 +24,11 @@ from emporium.recommendations.repository import (
 )
 from emporium.recommendations.v1 import recommendations_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def platform(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "platformctl.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"local platform not available ({' '.join(args)}): {result.stderr[-300:]}")
-    return result.stdout.strip()
-
 
 @pytest.fixture(scope="session")
-def admin_dsn() -> str:
-    return platform("admin-url")
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> str:
-    env = json.loads(platform("env", "recommendations", "--format", "json"))
-    return str(env["KAFKA_BOOTSTRAP_SERVERS"])
-
-
-def _with_database(dsn: str, database: str) -> str:
-    return dsn.rsplit("/", 1)[0] + "/" + database
-
-
-@pytest.fixture(scope="session")
-async def database_dsn(admin_dsn: str) -> AsyncIterator[str]:
+async def database_dsn(session_database_factory: Callable[..., Awaitable[str]]) -> str:
     """A fresh, migrated database for this test session, dropped afterwards."""
-    name = f"test_recommendations_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = await asyncpg.connect(admin_dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError) as error:
-        pytest.skip(f"PostgreSQL not reachable: {error}")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = _with_database(admin_dsn, name)
-        await migrate(dsn, MIGRATIONS_DIR)
-        yield dsn
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    return await session_database_factory(MIGRATIONS_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -110,17 +60,6 @@ async def stub(
 
 
 @pytest.fixture
-async def kafka_topic(kafka_bootstrap: str) -> AsyncIterator[str]:
-    """A topic of this test alone (and its ``.dlq`` twin), deleted afterwards."""
-    topic = f"test.recommendations.{uuid.uuid4().hex[:10]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        await admin.start()
-    except KafkaError as error:
-        pytest.skip(f"Kafka not reachable: {error}")
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1), NewTopic(f"{topic}.dlq", 1, 1)])
-        yield topic
-    finally:
-        await admin.delete_topics([topic, f"{topic}.dlq"])
-        await admin.close()
+async def kafka_topic(topic_factory: Callable[..., Awaitable[str]]) -> str:
+    """A one-partition topic of this test alone (and its ``.dlq`` twin), deleted afterwards."""
+    return await topic_factory("recommendations", partitions=1)

@@ -1,0 +1,332 @@
+"""pytest fixtures for tests against the local platform's real PostgreSQL and Kafka.
+
+Registered once for the whole repository by the root ``conftest.py``, so every
+test folder gets the same fixtures; a folder's own conftest keeps only what is
+specific to it (its migrations, its topics, its servicer). Unlike the rest of
+this package it needs the workspace's packages (pytest, asyncpg, aiokafka, the
+kit), so only pytest imports it.
+
+Each test gets its own database (created with the runner's superuser, dropped
+afterwards) and its own uniquely named topics, so tests never see each
+other's data, nor that of a running system.
+
+When PostgreSQL or Kafka cannot be reached the test is skipped with the
+reason, unless ``EMPORIUM_REQUIRE_PLATFORM=1`` (``scripts/test.sh`` sets it):
+then it fails, so a run can never pass with its integration tests silently
+skipped.
+
+Fixtures:
+
+* ``platform``: this package, with PostgreSQL and Kafka started if they were not.
+* ``admin_dsn``, ``kafka_bootstrap``: where they are.
+* ``database_factory`` / ``session_database_factory``: ``await
+  factory(migrations_dir)`` is the DSN of a new database with the kit's
+  migrations and the given folder's (``factory(empty=True)``: nothing
+  applied); dropped after the test / the session.
+* ``topic_factory``: ``await topic_factory("order-placed")`` creates a
+  uniquely named topic and its ``.dlq`` twin; deleted afterwards.
+* ``read_topic``, ``partitions_of``, ``topic_size``: read what a topic holds.
+* ``kafka_settings``, ``producer``: a started producer on the platform's Kafka.
+* ``spans``: the spans this process finished during the test.
+
+Helpers for test modules: :func:`free_port`, :func:`eventually`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import emporium_platform
+from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.db import migrate
+from emporium.kit.kafka import EventProducer
+
+REQUIRE_PLATFORM = "EMPORIUM_REQUIRE_PLATFORM"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skips the test for ``reason``, or fails it when the platform is required."""
+    if os.environ.get(REQUIRE_PLATFORM) == "1":
+        pytest.fail(
+            f"{reason} ({REQUIRE_PLATFORM}=1: the real servers are required)", pytrace=False
+        )
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]],
+    within: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> float:
+    """Polls ``condition`` until it holds; returns the seconds that took.
+
+    Raises AssertionError naming ``what`` when ``within`` seconds pass first.
+    """
+    started = time.monotonic()
+    while not await condition():
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{what} not met within {within}s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - started
+
+
+# -- the servers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def platform() -> ModuleType:
+    """PostgreSQL and Kafka, started by the runner if they are not running yet."""
+    try:
+        emporium_platform.ensure_started()
+    except emporium_platform.PlatformError as error:
+        unavailable(f"PostgreSQL and Kafka could not be started: {error}")
+    return emporium_platform
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(platform: ModuleType) -> str:
+    """A superuser DSN of the platform's PostgreSQL."""
+    return str(platform.admin_url())
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(platform: ModuleType) -> str:
+    return str(platform.kafka_bootstrap())
+
+
+# -- throwaway databases ----------------------------------------------------------------
+
+
+class ThrowawayDatabases:
+    """Databases created for tests on the platform's PostgreSQL, dropped together."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self._admin_dsn = admin_dsn
+        self._created: list[str] = []
+
+    async def _admin(self) -> asyncpg.Connection:
+        try:
+            return await asyncpg.connect(self._admin_dsn, timeout=5)
+        except (OSError, asyncpg.PostgresError) as error:
+            unavailable(f"PostgreSQL not reachable: {type(error).__name__}: {error}")
+
+    async def create(self, migrations_dir: Path | None = None, *, empty: bool = False) -> str:
+        """The DSN of a new database with the kit's migrations and ``migrations_dir``'s.
+
+        Named ``test_<service>_<random>`` after the migrations' package (``kit``
+        without one). ``empty=True`` applies nothing.
+        """
+        owner = migrations_dir.parent.name if migrations_dir is not None else "kit"
+        name = f"test_{owner}_{uuid.uuid4().hex[:12]}"
+        admin = await self._admin()
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        self._created.append(name)
+        parts = urlsplit(self._admin_dsn)
+        dsn = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+        if not empty:
+            await migrate(dsn, migrations_dir)
+        return dsn
+
+    async def drop_all(self) -> None:
+        if not self._created:
+            return
+        admin = await self._admin()
+        try:
+            for name in self._created:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def database_factory(admin_dsn: str) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """``await database_factory(migrations_dir)``: a new database, dropped after the test."""
+    databases = ThrowawayDatabases(admin_dsn)
+    yield databases.create
+    await databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+async def session_database_factory(
+    admin_dsn: str,
+) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """Like ``database_factory``, for databases shared by a session's tests."""
+    databases = ThrowawayDatabases(admin_dsn)
+    yield databases.create
+    await databases.drop_all()
+
+
+# -- throwaway topics -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def topic_factory(kafka_bootstrap: str) -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """``await topic_factory(name, partitions=3)``: ``test.<name>.<random>`` and its ``.dlq``.
+
+    Returns once the broker lists both; both are deleted after the test.
+    """
+    admin: AIOKafkaAdminClient | None = None
+    created: list[str] = []
+
+    async def create(name: str = "events", partitions: int = 3) -> str:
+        nonlocal admin
+        if admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+            try:
+                await admin.start()
+            except KafkaError as error:
+                admin = None
+                unavailable(f"Kafka not reachable: {type(error).__name__}: {error}")
+        topic = f"test.{name}.{uuid.uuid4().hex[:10]}"
+        pair = [topic, f"{topic}.dlq"]
+        await admin.create_topics(
+            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in pair]
+        )
+        created.extend(pair)
+        for _ in range(100):
+            if set(pair) <= set(await admin.list_topics()):
+                return topic
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"topics {pair} did not appear")
+
+    yield create
+    if admin is not None:
+        with contextlib.suppress(Exception):  # a best-effort clean-up must not fail the test
+            await admin.delete_topics(created)
+        await admin.close()
+
+
+async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+
+
+@pytest.fixture
+def read_topic(kafka_bootstrap: str) -> Callable[..., Awaitable[list[Any]]]:
+    """``await read_topic(topic, expected, within=15.0)``: its records from the beginning.
+
+    Reads until ``expected`` records arrived or ``within`` seconds passed.
+    """
+
+    async def read(topic: str, expected: int, within: float = 15.0) -> list[Any]:
+        tps = await _partitions(kafka_bootstrap, topic)
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            records: list[Any] = []
+            deadline = time.monotonic() + within
+            while len(records) < expected and time.monotonic() < deadline:
+                for batch in (await consumer.getmany(timeout_ms=200)).values():
+                    records.extend(batch)
+            return records
+        finally:
+            await consumer.stop()
+
+    return read
+
+
+@pytest.fixture
+def partitions_of(kafka_bootstrap: str) -> Callable[[str], Awaitable[list[TopicPartition]]]:
+    """``await partitions_of(topic)``: the topic's partitions, as the broker reports them."""
+
+    async def partitions(topic: str) -> list[TopicPartition]:
+        return await _partitions(kafka_bootstrap, topic)
+
+    return partitions
+
+
+@pytest.fixture
+def topic_size(kafka_bootstrap: str) -> Callable[[str], Awaitable[int]]:
+    """``await topic_size(topic)``: how many records a topic holds (nothing is compacted)."""
+
+    async def size(topic: str) -> int:
+        tps = await _partitions(kafka_bootstrap, topic)
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+        await consumer.start()
+        try:
+            return sum((await consumer.end_offsets(tps)).values())
+        finally:
+            await consumer.stop()
+
+    return size
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """The platform's Kafka, with 3 delivery attempts so dead-lettering tests stay short."""
+    return parse_settings(
+        KafkaSettings,
+        env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_MAX_DELIVERY_ATTEMPTS": "3"},
+    )
+
+
+@pytest.fixture
+async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[EventProducer]:
+    """A started producer (client id ``tests``), stopped after the test."""
+    producer = EventProducer(kafka_settings, client_id="tests")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+# -- spans ------------------------------------------------------------------------------
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session")
+def _span_processor() -> None:
+    """Adds an in-memory exporter to the SDK tracer provider (installing one if needed)."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+        provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider), "another tracer provider is installed"
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+@pytest.fixture
+def spans(_span_processor: None) -> Iterator[InMemorySpanExporter]:
+    """The spans finished during this test (a test harness for our own spans)."""
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
