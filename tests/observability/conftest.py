@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,20 +48,17 @@ def load(name: str, path: Path) -> ModuleType:
 e2e = load("e2e_system", ROOT / "tests" / "e2e" / "conftest.py")
 prometheus_server = load("observability_prometheus", HERE / "prometheus.py")
 tools = load("observability_tools", HERE / "tools.py")
+journey = load("journey", HERE / "journey.py")
 trace_tree = load("trace_tree", ROOT / "scripts" / "trace_tree.py")
 
 # Re-exported: the same session fixture the end-to-end tests use.
 system = e2e.system
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("EMPORIUM_STATE_DIR", ROOT / ".run"))
-
-
 @pytest.fixture(scope="session")
 def traces(system: object) -> Path:
     """The local collector's span file; fails clearly when the services do not export."""
-    path = state_dir() / "traces.jsonl"
+    path = tools.state_dir() / "traces.jsonl"
     env = e2e.platform("env", "gateway", "--format", "json")
     if '"otlp"' not in env:
         pytest.fail(
@@ -75,7 +71,7 @@ def traces(system: object) -> Path:
 @pytest.fixture(scope="session")
 def prometheus(system: object) -> Iterator[Any]:
     """A Prometheus server scraping the running services; its API in ``.api``."""
-    server = prometheus_server.PrometheusServer(state_dir() / "prometheus-test")
+    server = prometheus_server.PrometheusServer(tools.state_dir() / "prometheus-test")
     server.start()
     try:
         yield server

@@ -23,6 +23,12 @@ RULES = ROOT / "charts" / "emporium" / "rules"
 CHECKER_SOURCE = Path(__file__).resolve().parent / "dashboardcheck"
 CHECKER = ROOT / ".cache" / "bin" / "dashboardcheck"
 
+
+def state_dir() -> Path:
+    """Where the local runner keeps its state: logs, the span file."""
+    return Path(os.environ.get("EMPORIUM_STATE_DIR", ROOT / ".run"))
+
+
 #: Series that come from Prometheus itself, not from a scrape of the services.
 PROMETHEUS_BUILTINS = frozenset({"ALERTS", "ALERTS_FOR_STATE", "up"})
 
