@@ -7,8 +7,9 @@
 * ``prometheus``: a real Prometheus server (Debian's package, installed by
   scripts/install-prometheus.sh) on a private port, scraping every service's
   admin port each second (tests/observability/prometheus.py).
-* ``spans``: an in-memory exporter on this process's tracer provider, for
-  tests that run kit code in-process.
+
+The real-server fixtures (throwaway databases, ``spans``...) come from the
+repository's pytest plugin (scripts/emporium_platform/pytest_plugin.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -77,24 +74,3 @@ def prometheus(system: object) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
-
-
-_EXPORTER = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="session")
-def _span_processor() -> None:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider), "another tracer provider is installed"
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-
-
-@pytest.fixture
-def spans(_span_processor: None) -> Iterator[InMemorySpanExporter]:
-    """Spans finished in this process during the test."""
-    _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()

@@ -1,17 +1,11 @@
 """Database queries made inside traced work get CLIENT spans (kit telemetry + pool).
 
-Runs the kit's pool against the real PostgreSQL of the local runner.
+Runs the kit's pool against a throwaway database on the local runner's PostgreSQL.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
-from types import ModuleType
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -23,46 +17,13 @@ from emporium.kit.config import DatabaseSettings, parse_settings
 from emporium.kit.db import create_pool
 from emporium.kit.telemetry import query_summary
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_platform() -> ModuleType:
-    if "emporium_platform" in sys.modules:
-        return sys.modules["emporium_platform"]
-    package = ROOT / "scripts" / "emporium_platform"
-    spec = importlib.util.spec_from_file_location(
-        "emporium_platform", package / "__init__.py", submodule_search_locations=[str(package)]
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["emporium_platform"] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture
-async def pool() -> AsyncIterator[asyncpg.Pool]:
-    runner = load_platform()
-    try:
-        runner.ensure_started()
-    except runner.PlatformError as error:
-        pytest.skip(f"PostgreSQL could not be started: {error}")
-    admin = runner.admin_url()
-    name = f"obs_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    parts = urlsplit(admin)
-    url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
+async def pool(database_factory: Callable[..., Awaitable[str]]) -> AsyncIterator[asyncpg.Pool]:
+    url = await database_factory(empty=True)
     pool = await create_pool(parse_settings(DatabaseSettings, {"DATABASE_URL": url}))
-    try:
-        yield pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+    yield pool
+    await pool.close()
 
 
 @pytest.mark.integration
@@ -98,7 +59,7 @@ async def test_queries_inside_a_span_are_its_children(
         assert span.kind is SpanKind.CLIENT
         assert span.attributes is not None
         assert span.attributes["db.system.name"] == "postgresql"
-        assert span.attributes["db.namespace"].startswith("obs_test_")
+        assert span.attributes["db.namespace"].startswith("test_")
         assert span.end_time is not None
         assert span.start_time is not None
         assert span.end_time >= span.start_time
