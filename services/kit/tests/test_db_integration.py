@@ -9,8 +9,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from emporium.kit.config import DatabaseSettings, parse_settings
-from emporium.kit.db import MigrationError, create_pool, database_check, migrate
+from emporium.kit.config import DatabaseSettings, ServiceSettings, parse_settings
+from emporium.kit.db import (
+    MigrationError,
+    create_pool,
+    database_check,
+    migrate,
+    migrate_command,
+)
+from emporium.kit.service import Service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -194,3 +201,58 @@ async def test_health_check_fails_when_the_database_refuses_connections(
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
         await pool.close()
+
+
+async def test_the_migrate_command_reads_only_the_database_settings(
+    database_factory: DatabaseFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dsn = await database_factory(empty=True)
+    folder = service_migrations(tmp_path / "migrations")
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    command = migrate_command("widgets", folder)
+
+    applied = await command()
+
+    assert applied == [
+        "kit/0001_outbox",
+        "kit/0002_processed_events",
+        "0001_create_widgets",
+        "0002_add_colour",
+    ]
+    # The log lines (JSON, one per migration) come first; the summary last.
+    summary = "widgets: 4 migration(s) applied" + "".join(f"\n  {v}" for v in applied) + "\n"
+    assert capsys.readouterr().out.endswith(summary)
+    assert await command() == []
+    assert capsys.readouterr().out.endswith("widgets: 0 migration(s) applied\n")
+
+
+class WidgetSettings(ServiceSettings, DatabaseSettings):
+    pass
+
+
+@pytest.mark.parametrize("migrate_on_start", [True, False])
+async def test_service_database_migrates_on_start_only_when_asked(
+    database_factory: DatabaseFactory, tmp_path: Path, migrate_on_start: bool
+) -> None:
+    dsn = await database_factory(empty=True)
+    settings = parse_settings(
+        WidgetSettings,
+        {"DATABASE_URL": dsn, "DATABASE_MIGRATE_ON_START": str(migrate_on_start).lower()},
+    )
+    service = Service("widgets", settings)
+
+    pool = await service.database(settings, service_migrations(tmp_path / "migrations"))
+    try:
+        widgets = await pool.fetchval("SELECT to_regclass('widgets') IS NOT NULL")
+        await service.health.run_once()
+        ready, report = service.health.report()
+    finally:
+        await pool.close()
+
+    assert widgets is migrate_on_start
+    assert ready
+    assert report["dependencies"]["postgres"]["critical"] is True
+    assert report["dependencies"]["postgres"]["status"] == "up"

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.kafka import (
     ConsumedEvent,
     EventProducer,
     IdempotentConsumer,
+    PoisonMessage,
     backoff_delay,
     client_options,
     dlq_topic,
+    parse_event,
 )
 
 pytestmark = pytest.mark.unit
@@ -115,6 +118,14 @@ def test_without_an_event_id_the_coordinates_identify_the_message() -> None:
     assert event.key is None
     assert event.value == b""
     assert event.headers == {}
+
+
+def test_parse_event_decodes_or_says_the_message_is_poison() -> None:
+    placed = OrderPlaced(order_id="o-1", customer_id="alice")
+
+    assert parse_event(OrderPlaced, placed.SerializeToString()) == placed
+    with pytest.raises(PoisonMessage, match=r"^undecodable OrderPlaced: "):
+        parse_event(OrderPlaced, b"\xff\xfenot protobuf")
 
 
 def test_backoff_grows_and_is_capped() -> None:

@@ -7,9 +7,10 @@ Usage in a service's composition root::
     if settings.database_migrate_on_start:
         await migrate(pool, MIGRATIONS_DIR)
 
-and in its ``migrate`` command (the chart's hook Job)::
+(:meth:`emporium.kit.service.Service.database` does just that), and its
+``migrate`` command (the chart's hook Job) is::
 
-    applied = await migrate(settings.database_url.get_secret_value(), MIGRATIONS_DIR)
+    run_cli(NAME, serve=..., commands={"migrate": migrate_command(NAME, MIGRATIONS_DIR)})
 
 Migrations are plain SQL files named ``NNNN_short_name.sql`` in one folder per
 service. Each is applied once, in number order, in its own transaction, and
@@ -28,14 +29,17 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from emporium.kit import metrics
-from emporium.kit.config import DatabaseSettings
+from emporium.kit.config import DatabaseSettings, ServiceSettings, load_settings
 from emporium.kit.health import Check
+from emporium.kit.logging import configure_logging
 from emporium.kit.telemetry import trace_queries
 
 log = logging.getLogger(__name__)
@@ -270,3 +274,26 @@ async def _migrate(
             await conn.execute(
                 "SELECT pg_advisory_unlock(hashtextextended($1, 0))", MIGRATION_LOCK_NAME
             )
+
+
+class MigrateSettings(ServiceSettings, DatabaseSettings):
+    """What a service's ``migrate`` command needs: the database, and how to log."""
+
+
+def migrate_command(
+    name: str, migrations_dir: Path
+) -> Callable[[], Coroutine[Any, Any, list[str]]]:
+    """The ``emporium-<name> migrate`` command: applies the migrations, prints them, exits.
+
+    It reads only :class:`MigrateSettings`, so the chart's hook Job needs no
+    more than the database's variables.
+    """
+
+    async def command() -> list[str]:
+        settings = load_settings(MigrateSettings)
+        configure_logging(name, settings.log_level, settings.environment)
+        applied = await migrate(settings.database_url.get_secret_value(), migrations_dir)
+        print(f"{name}: {len(applied)} migration(s) applied" + "".join(f"\n  {v}" for v in applied))
+        return applied
+
+    return command

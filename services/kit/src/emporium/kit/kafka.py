@@ -1,6 +1,7 @@
 """Kafka: an idempotent producer and an idempotent, at-least-once consumer.
 
-Usage in a service's composition root::
+Usage in a service's composition root (:meth:`Service.producer` and
+:meth:`Service.add_consumer` of ``emporium.kit.service`` do the same)::
 
     producer = EventProducer(settings, client_id="fraud")
     await producer.start()
@@ -16,10 +17,7 @@ Usage in a service's composition root::
     service.on_shutdown(producer.stop)
 
     async def handle_order_placed(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
-        try:
-            placed = OrderPlaced.FromString(event.value)
-        except DecodeError as error:
-            raise PoisonMessage(f"undecodable OrderPlaced: {error}") from error
+        placed = parse_event(OrderPlaced, event.value)  # PoisonMessage if undecodable
         await score_order(conn, placed)  # runs in the consumer's transaction
 
 What the consumer guarantees, per message:
@@ -49,7 +47,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -60,6 +58,7 @@ from aiokafka.errors import (
     KafkaError,
 )
 from aiokafka.helpers import create_ssl_context
+from google.protobuf.message import DecodeError, Message
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -76,6 +75,8 @@ EVENT_TYPE_HEADER = "event-type"
 CONTENT_TYPE_HEADER = "content-type"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 DLQ_SUFFIX = ".dlq"
+
+M = TypeVar("M", bound=Message)
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -286,6 +287,14 @@ class PoisonMessage(Exception):
 
     It goes to the dead-letter topic at once, without retries.
     """
+
+
+def parse_event(message_type: type[M], payload: bytes) -> M:
+    """The protobuf message in ``payload``, or :class:`PoisonMessage` if it does not decode."""
+    try:
+        return message_type.FromString(payload)
+    except DecodeError as error:
+        raise PoisonMessage(f"undecodable {message_type.DESCRIPTOR.name}: {error}") from error
 
 
 #: A handler applies one event's effect using the consumer's transaction.

@@ -9,11 +9,10 @@ them to a :class:`Service` and calls :func:`run`::
 
     async def serve(settings: CatalogSettings) -> None:
         service = Service("catalog", settings)
-        pool = await create_pool(settings)
-        service.health.add_check("postgres", database_check(pool), critical=True)
+        pool = await service.database(settings, MIGRATIONS_DIR)
         service.add_grpc_service(add_CatalogServiceServicer_to_server, servicer, SERVICE_NAME)
-        service.add_component("order-status-consumer", consumer)
-        service.on_shutdown(pool.close)
+        producer = await service.producer(settings)
+        service.add_consumer("order-status-consumer", settings, pool, handlers, producer)
         await service.run()
 
 On SIGTERM (or SIGINT) the service drains in this order: report unready
@@ -31,16 +30,20 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
+import asyncpg
 import grpc
 from starlette.types import ASGIApp
 
 from emporium.kit.admin import EmbeddedServer, LoopHeartbeat, build_admin_app, http_server
-from emporium.kit.config import Downstream, ServiceSettings
+from emporium.kit.config import DatabaseSettings, Downstream, KafkaSettings, ServiceSettings
+from emporium.kit.db import create_pool, database_check, migrate
 from emporium.kit.grpc import BreakerRegistry, DownstreamClient, build_server, set_serving
 from emporium.kit.health import HealthRegistry
+from emporium.kit.kafka import EventProducer, Handler, IdempotentConsumer
 from emporium.kit.logging import configure_logging
 from emporium.kit.telemetry import configure_tracing
 
@@ -93,6 +96,51 @@ class Service:
         )
         self.on_shutdown(client.close)
         return client
+
+    async def database(self, settings: DatabaseSettings, migrations_dir: Path) -> asyncpg.Pool:
+        """The service's PostgreSQL pool, ready to serve.
+
+        Created waiting for the server (:func:`~emporium.kit.db.create_pool`),
+        migrated first when ``DATABASE_MIGRATE_ON_START`` is true, watched by the
+        critical ``postgres`` health check, and closed on shutdown.
+        """
+        pool = await create_pool(settings, application_name=self.name)
+        self.on_shutdown(pool.close)
+        if settings.database_migrate_on_start:
+            await migrate(pool, migrations_dir)
+        self.health.add_check("postgres", database_check(pool), critical=True)
+        return pool
+
+    async def producer(self, settings: KafkaSettings) -> EventProducer:
+        """A started Kafka producer with the service's name as client id, stopped on shutdown."""
+        producer = EventProducer(settings, client_id=self.name)
+        await producer.start()
+        self.on_shutdown(producer.stop)
+        return producer
+
+    def add_consumer(
+        self,
+        name: str,
+        settings: KafkaSettings,
+        pool: asyncpg.Pool,
+        handlers: Mapping[str, Handler],
+        producer: EventProducer,
+    ) -> None:
+        """Runs an :class:`~emporium.kit.kafka.IdempotentConsumer` of ``handlers`` as a component.
+
+        Its group is ``KAFKA_CONSUMER_GROUP``, else the service's name; it
+        registers the non-critical ``kafka`` health check and dead-letters
+        through ``producer``.
+        """
+        consumer = IdempotentConsumer(
+            settings,
+            pool,
+            handlers,
+            producer,
+            group_id=settings.kafka_consumer_group or self.name,
+            health=self.health,
+        )
+        self.add_component(name, consumer)
 
     def add_http_app(self, app: ASGIApp, port: int) -> None:
         self._http_apps.append((app, port))
