@@ -13,12 +13,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
 from emporium.catalog.domain import StockLedger, require_order_id
 from emporium.events.v1 import order_events_pb2
 from emporium.kit.errors import InvalidArgument
-from emporium.kit.kafka import ConsumedEvent, PoisonMessage
+from emporium.kit.kafka import ConsumedEvent, PoisonMessage, parse_event
 from emporium.orders.v1 import orders_pb2
 
 log = logging.getLogger(__name__)
@@ -34,10 +32,7 @@ class OrderStatusChangedHandler:
         self._ledger_on = ledger_on
 
     async def __call__(self, event: ConsumedEvent, conn: Any) -> None:
-        try:
-            changed = order_events_pb2.OrderStatusChanged.FromString(event.value)
-        except DecodeError as error:
-            raise PoisonMessage(f"undecodable OrderStatusChanged: {error}") from error
+        changed = parse_event(order_events_pb2.OrderStatusChanged, event.value)
         if changed.status != orders_pb2.ORDER_STATUS_REJECTED:
             return
         try:

@@ -16,8 +16,7 @@ from emporium.catalog.seed import DEMO_PRODUCTS
 from emporium.catalog.settings import CatalogSettings
 from emporium.catalog.v1 import catalog_pb2_grpc
 from emporium.kit.config import load_settings
-from emporium.kit.db import create_pool, database_check, migrate
-from emporium.kit.kafka import EventProducer, IdempotentConsumer
+from emporium.kit.db import create_pool, migrate_command
 from emporium.kit.logging import configure_logging
 from emporium.kit.service import Service, run_cli
 
@@ -27,11 +26,7 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: CatalogSettings) -> None:
     service = Service(NAME, settings)
-    pool = await create_pool(settings, application_name=NAME)
-    service.on_shutdown(pool.close)
-    if settings.database_migrate_on_start:
-        await migrate(pool, MIGRATIONS_DIR)
-    service.health.add_check("postgres", database_check(pool), critical=True)
+    pool = await service.database(settings, MIGRATIONS_DIR)
 
     catalog = Catalog(PostgresCatalogRepository(pool))
     service.add_grpc_service(
@@ -41,27 +36,15 @@ async def serve(settings: CatalogSettings) -> None:
     )
 
     # The producer only publishes to the dead-letter topic of what is consumed.
-    producer = EventProducer(settings, client_id=NAME)
-    await producer.start()
-    service.on_shutdown(producer.stop)
-    consumer = IdempotentConsumer(
+    producer = await service.producer(settings)
+    service.add_consumer(
+        "order-status-consumer",
         settings,
         pool,
         {ORDER_STATUS_CHANGED_TOPIC: OrderStatusChangedHandler(ledger_on)},
         producer,
-        group_id=settings.kafka_consumer_group or NAME,
-        health=service.health,
     )
-    service.add_component("order-status-consumer", consumer)
     await service.run()
-
-
-async def migrate_command(settings: CatalogSettings) -> None:
-    configure_logging(NAME, settings.log_level, settings.environment)
-    applied = await migrate(settings.database_url.get_secret_value(), MIGRATIONS_DIR)
-    print(
-        f"catalog: {len(applied)} migration(s) applied{': ' if applied else ''}{', '.join(applied)}"
-    )
 
 
 async def seed_command(settings: CatalogSettings) -> None:
@@ -75,12 +58,11 @@ async def seed_command(settings: CatalogSettings) -> None:
 
 
 def main() -> None:
-    settings = load_settings(CatalogSettings)
     run_cli(
         NAME,
-        serve=lambda: serve(settings),
+        serve=lambda: serve(load_settings(CatalogSettings)),
         commands={
-            "migrate": lambda: migrate_command(settings),
-            "seed": lambda: seed_command(settings),
+            "migrate": migrate_command(NAME, MIGRATIONS_DIR),
+            "seed": lambda: seed_command(load_settings(CatalogSettings)),
         },
     )

@@ -8,21 +8,17 @@ or roll back together.
 from __future__ import annotations
 
 import asyncpg
-from google.protobuf.message import DecodeError
 
 from emporium.events.v1 import order_events_pb2
 from emporium.fraud import domain, messages
 from emporium.fraud.repository import PostgresDecisionStore
 from emporium.fraud.topics import Topics
-from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage
+from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
 
 
 def decode_order_placed(payload: bytes) -> domain.PlacedOrder:
     """The order in an ``orders.order-placed.v1`` payload, or PoisonMessage."""
-    try:
-        message = order_events_pb2.OrderPlaced.FromString(payload)
-    except DecodeError as error:
-        raise PoisonMessage(f"undecodable OrderPlaced: {error}") from error
+    message = parse_event(order_events_pb2.OrderPlaced, payload)
     try:
         return messages.placed_order_from_wire(message)
     except messages.InvalidOrderPlaced as error:

@@ -9,11 +9,10 @@ roll back as one.
 from __future__ import annotations
 
 import asyncpg
-from google.protobuf.message import DecodeError
 
 from emporium.events.v1 import fraud_events_pb2
 from emporium.kit import metrics
-from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage
+from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
 from emporium.orders import domain, messages
 from emporium.orders.repository import PostgresOrderStatusStore
 from emporium.orders.topics import Topics
@@ -21,10 +20,7 @@ from emporium.orders.topics import Topics
 
 def decode_fraud_decision(payload: bytes) -> domain.FraudDecision:
     """The decision in a ``fraud.decision-made.v1`` payload, or PoisonMessage."""
-    try:
-        message = fraud_events_pb2.FraudDecisionMade.FromString(payload)
-    except DecodeError as error:
-        raise PoisonMessage(f"undecodable FraudDecisionMade: {error}") from error
+    message = parse_event(fraud_events_pb2.FraudDecisionMade, payload)
     try:
         return messages.fraud_decision_from_wire(message)
     except messages.InvalidDecision as error:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emporium.kit.config import DatabaseSettings, ServiceSettings, downstream, load_settings
-from emporium.kit.db import create_pool, database_check, migrate
+from emporium.kit.config import downstream, load_settings
+from emporium.kit.db import migrate_command
 from emporium.kit.grpc import DownstreamClient
-from emporium.kit.kafka import EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay
 from emporium.kit.service import Service, run_cli
 from emporium.orders import consumers, domain
@@ -22,19 +21,11 @@ NAME = "orders"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-class MigrateSettings(ServiceSettings, DatabaseSettings):
-    """What ``emporium-orders migrate`` needs: the database only."""
-
-
 async def build(settings: OrdersSettings, topics: Topics | None = None) -> Service:
     """Wires the service; ``await service.run()`` serves until SIGTERM or ``request_stop()``."""
     topics = topics or Topics()
     service = Service(NAME, settings)
-    pool = await create_pool(settings, application_name=NAME)
-    service.on_shutdown(pool.close)
-    if settings.database_migrate_on_start:
-        await migrate(pool, MIGRATIONS_DIR)
-    service.health.add_check("postgres", database_check(pool), critical=True)
+    pool = await service.database(settings, MIGRATIONS_DIR)
 
     # Checkout cannot price or reserve without the catalog: critical.
     catalog = DownstreamClient(
@@ -46,9 +37,7 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
     )
     service.on_shutdown(catalog.close)
 
-    producer = EventProducer(settings, client_id=NAME)
-    await producer.start()
-    service.on_shutdown(producer.stop)
+    producer = await service.producer(settings)
 
     checkout = domain.Checkout(PostgresOrderRepository(pool, topics), CatalogClient(catalog))
     service.add_grpc_service(
@@ -56,16 +45,8 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
     )
     # Kafka is not critical: while it is down checkout goes on and the outbox keeps
     # the events. The consumer registers the non-critical "kafka" health check.
-    service.add_component(
-        "fraud-decision-consumer",
-        IdempotentConsumer(
-            settings,
-            pool,
-            consumers.handlers(topics),
-            producer,
-            group_id=settings.kafka_consumer_group or NAME,
-            health=service.health,
-        ),
+    service.add_consumer(
+        "fraud-decision-consumer", settings, pool, consumers.handlers(topics), producer
     )
     service.add_component("outbox-relay", OutboxRelay(pool, producer, health=service.health))
     return service
@@ -76,14 +57,8 @@ async def serve() -> None:
     await service.run()
 
 
-async def migrate_command() -> None:
-    settings = load_settings(MigrateSettings)
-    applied = await migrate(settings.database_url.get_secret_value(), MIGRATIONS_DIR)
-    print(f"{NAME}: {len(applied)} migration(s) applied" + "".join(f"\n  {v}" for v in applied))
-
-
 def main() -> None:
-    run_cli(NAME, serve=serve, commands={"migrate": migrate_command})
+    run_cli(NAME, serve=serve, commands={"migrate": migrate_command(NAME, MIGRATIONS_DIR)})
 
 
 if __name__ == "__main__":

@@ -11,11 +11,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
 from emporium.events.v1 import order_events_pb2
 from emporium.kit.errors import InvalidArgument
-from emporium.kit.kafka import ConsumedEvent, PoisonMessage
+from emporium.kit.kafka import ConsumedEvent, PoisonMessage, parse_event
 from emporium.recommendations.domain import CoPurchaseLedger, record_order
 
 log = logging.getLogger(__name__)
@@ -28,10 +26,7 @@ class OrderPlacedHandler:
         self._ledger_on = ledger_on
 
     async def __call__(self, event: ConsumedEvent, conn: Any) -> None:
-        try:
-            placed = order_events_pb2.OrderPlaced.FromString(event.value)
-        except DecodeError as error:
-            raise PoisonMessage(f"undecodable OrderPlaced: {error}") from error
+        placed = parse_event(order_events_pb2.OrderPlaced, event.value)
         product_ids = [item.product_id for item in placed.items]
         try:
             pairs = await record_order(self._ledger_on(conn), placed.order_id, product_ids)
