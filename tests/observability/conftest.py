@@ -15,11 +15,14 @@ repository's pytest plugin (scripts/emporium_platform/pytest_plugin.py).
 from __future__ import annotations
 
 import importlib.util
+import json
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -54,15 +57,20 @@ system = e2e.system
 
 @pytest.fixture(scope="session")
 def traces(system: object) -> Path:
-    """The local collector's span file; fails clearly when the services do not export."""
-    path = tools.state_dir() / "traces.jsonl"
-    env = e2e.platform("env", "gateway", "--format", "json")
-    if '"otlp"' not in env:
+    """The local collector's span file; fails clearly when nothing can arrive in it."""
+    env = json.loads(e2e.platform("env", "gateway", "--format", "json"))
+    if env.get("OTEL_TRACES_EXPORTER") != "otlp":
         pytest.fail(
-            "the local runner starts the services with OTEL_TRACES_EXPORTER other than otlp; "
-            "the trace tests need the runner's local collector (scripts/otlp_sink.py)"
+            "the local runner starts the services with OTEL_TRACES_EXPORTER="
+            f"{env.get('OTEL_TRACES_EXPORTER')!r}; the trace tests need otlp and the runner's "
+            "local collector (scripts/otlp_sink.py)"
         )
-    return path
+    endpoint = urlsplit(env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 4317), timeout=2).close()
+    except (OSError, TypeError) as error:
+        pytest.fail(f"no collector listening at {endpoint.geturl()!r}: {error}")
+    return tools.state_dir() / "traces.jsonl"
 
 
 @pytest.fixture(scope="session")
