@@ -166,6 +166,35 @@ def wait_for_trace(
     return spans
 
 
+def print_checkout(
+    path: str | Path,
+    order_id: str | None = None,
+    since: float | None = None,
+    *,
+    timeout: float = 10.0,
+    services: Iterable[str] = ("gateway", "orders", "catalog", "fraud"),
+    out: TextIO | None = None,
+) -> int:
+    """Finds a checkout's trace, waits until it is complete, prints it; returns its span count.
+
+    What ``make demo`` calls last. Prints a line saying so (and returns 0)
+    when no trace turns up within ``timeout`` seconds.
+    """
+    out = out or sys.stdout
+    deadline = time.monotonic() + timeout
+    trace_id = find_checkout_trace(path, order_id=order_id, since=since)
+    while trace_id is None and time.monotonic() < deadline:
+        time.sleep(0.25)
+        trace_id = find_checkout_trace(path, order_id=order_id, since=since)
+    if trace_id is None:
+        out.write(f"no checkout trace in {path} (are the services exporting to the collector?)\n")
+        return 0
+    left = max(0.5, deadline - time.monotonic())
+    spans = wait_for_trace(path, trace_id, timeout=left, min_services=services)
+    out.write(format_trace(spans, trace_id))
+    return len(spans)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print one trace as a tree of spans.")
     parser.add_argument("--file", type=Path, default=DEFAULT_PATH, help="the span file")

@@ -155,3 +155,19 @@ def test_trace_tree_finds_a_checkout_by_order_id_and_orders_children(tmp_path: P
         "second",
     ]
     assert "3 spans, 2 services (gateway, orders), 8.0 ms" in text
+
+
+@pytest.mark.unit
+def test_print_checkout_waits_for_the_trace_and_says_when_there_is_none(tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    span = {"trace_id": "t9", "span_id": "a", "parent_span_id": None,
+            "name": "POST /api/checkout", "kind": "SERVER", "service": "gateway",
+            "start_ns": 1_000_000, "end_ns": 2_000_000, "attributes": {},
+            "status": {"code": "UNSET", "message": ""}}  # fmt: skip
+    out = io.StringIO()
+    assert trace_tree.print_checkout(path, timeout=0.3, out=out) == 0
+    assert "no checkout trace" in out.getvalue()
+    path.write_text(json.dumps(span) + "\n")
+    out = io.StringIO()
+    assert trace_tree.print_checkout(path, timeout=0.5, services=["gateway"], out=out) == 1
+    assert out.getvalue().startswith("trace t9: 1 spans, 1 services (gateway)")
