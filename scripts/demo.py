@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trace_tree  # scripts/trace_tree.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM = [sys.executable, str(ROOT / "scripts" / "platformctl.py")]
@@ -164,6 +165,10 @@ def main() -> int:
     ]
     for title, action in steps:
         journey.step(title, action)
+    order = journey.facts.get("orders", {}).get("customer-42")
+    if order:
+        print(f"\nThe trace of checkout {order['order_id']} across the services:\n")
+        trace_tree.print_checkout(ROOT / ".run" / "traces.jsonl", order_id=order["order_id"])
     failed = [title for title, ok, _, _ in journey.results if not ok]
     total = sum(elapsed for _, _, elapsed, _ in journey.results)
     print(f"\n{len(journey.results) - len(failed)} passed, {len(failed)} failed ({total:.0f} ms)")

@@ -37,6 +37,7 @@ stage "provision" python3 scripts/platformctl.py provision
 stage "kit and service tests (unit, integration)" pytest_run services tests/platform -q
 stage "browser (Debian chromium)" scripts/install-browser.sh
 stage "end-to-end, browser and degradation tests" pytest_run tests/e2e -q
+stage "observability (traces, Prometheus, rules, dashboards)" scripts/test-observability.sh
 stage "chart and images" scripts/test-chart.sh
 stage "infrastructure" scripts/test-infra.sh
 report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import postgres
+from . import collector, postgres
 from .progress import PlatformError
 from .settings import DATA_SERVICES, SERVICE_PORTS, SERVICES, Settings
 
@@ -47,7 +47,9 @@ def service_env(s: Settings, service: str) -> dict[str, str]:
         "BIND_HOST": "127.0.0.1",
         "SHUTDOWN_GRACE_SECONDS": str(LOCAL_SHUTDOWN_GRACE_SECONDS),
         "OTEL_SERVICE_NAME": service,
-        "OTEL_TRACES_EXPORTER": "none",
+        # Spans go to the local trace collector that `up` starts (collector.py).
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint(),
     }
     env.update({k: str(v) for k, v in SERVICE_PORTS[service].items()})
     if service in DATA_SERVICES:

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from . import environment, kafka, postgres
+from . import collector, environment, kafka, postgres
 from .progress import PlatformError, note, pid_alive, spawn_detached, step, tail, wait_until
 from .settings import SERVICE_PORTS, SERVICES, Settings
 
@@ -201,7 +201,7 @@ def up(s: Settings) -> None:
 
     ensure_started()
     provision()
-    _uv()
+    collector.start(s, _uv())
     if service_pid(s, "catalog") is None:
         with step("catalog: migrate"):
             _run_once(s, "catalog", "migrate")
@@ -216,6 +216,7 @@ def up(s: Settings) -> None:
 def down(s: Settings) -> None:
     for service in reversed(SERVICES):
         stop_service(s, service)
+    collector.stop(s)
     kafka.stop(s)
     postgres.stop(s)
 
