@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
 import grpc
-import httpx
 import pytest
-from emporium_platform.pytest_plugin import eventually, free_port
+from emporium_platform.pytest_plugin import RunningService, free_port, service_env
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
@@ -329,76 +325,46 @@ class TcpProxy:
 
 
 @dataclass
-class RunningOrders:
-    service: Any
-    task: asyncio.Task[None]
-    settings: OrdersSettings
+class RunningOrders(RunningService):
     channel: grpc.aio.Channel
     stub: orders_pb2_grpc.OrderServiceStub
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.admin_port}"
 
 
 def orders_env(
     database: str, kafka_bootstrap: str, catalog_addr: str, **overrides: str
 ) -> dict[str, str]:
-    return {
-        "ENVIRONMENT": "test",
-        "BIND_HOST": "127.0.0.1",
-        "GRPC_PORT": str(free_port()),
-        "ADMIN_PORT": str(free_port()),
-        "HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
-        "SHUTDOWN_GRACE_SECONDS": "3",
-        "DATABASE_URL": database,
-        "DATABASE_POOL_MAX_SIZE": "10",
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "KAFKA_CONSUMER_GROUP": f"orders-test-{uuid.uuid4().hex[:8]}",
-        "KAFKA_MAX_DELIVERY_ATTEMPTS": "3",
-        "CATALOG_ADDR": catalog_addr,
-        "CATALOG_TIMEOUT_MS": "800",
+    return service_env(
+        "orders",
+        DATABASE_URL=database,
+        DATABASE_POOL_MAX_SIZE="10",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        CATALOG_ADDR=catalog_addr,
+        CATALOG_TIMEOUT_MS="800",
         # Short, so a test sees the breaker's trial call soon after the catalog returns.
-        "CATALOG_BREAKER_RESET_SECONDS": "1",
+        CATALOG_BREAKER_RESET_SECONDS="1",
         **overrides,
-    }
+    )
 
 
 @pytest.fixture
-async def start_orders() -> AsyncIterator[Callable[..., Awaitable[RunningOrders]]]:
+async def start_orders(
+    run_service: Callable[..., Awaitable[RunningService]],
+) -> AsyncIterator[Callable[..., Awaitable[RunningOrders]]]:
     """Starts the real orders composition (main.build) in this process; stops it after."""
-    started: list[RunningOrders] = []
+    channels: list[grpc.aio.Channel] = []
 
     async def start(env: dict[str, str], topics: Topics, wait_ready: bool = True) -> RunningOrders:
-        settings = parse_settings(OrdersSettings, env)
-        service = await build(settings, topics)
-        task = asyncio.create_task(service.run())
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}")
-        running = RunningOrders(
-            service, task, settings, channel, orders_pb2_grpc.OrderServiceStub(channel)
+        service = await build(parse_settings(OrdersSettings, env), topics)
+        running = await run_service(service, wait_ready=wait_ready)
+        channel = grpc.aio.insecure_channel(running.grpc_addr)
+        channels.append(channel)
+        return RunningOrders(
+            running.service, running.task, channel, orders_pb2_grpc.OrderServiceStub(channel)
         )
-        started.append(running)
-        if wait_ready:
-            await eventually(lambda: is_ready(running), within=15)
-        return running
 
     yield start
-    loop = asyncio.get_running_loop()
-    for running in started:
-        running.service.request_stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(running.task, 15)
-        await running.channel.close()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
-
-
-async def is_ready(running: RunningOrders) -> bool:
-    async with httpx.AsyncClient(timeout=1) as http:
-        try:
-            return (await http.get(running.admin_url + "/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
+    for channel in channels:
+        await channel.close()
 
 
 @pytest.fixture
