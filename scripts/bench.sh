@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `make bench`: brings the system up and prints the benchmarks' figures.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+python3 scripts/platformctl.py up
+echo; echo "== latency of the product page and checkout (bench/latency.py)"
+uv run --frozen python bench/latency.py "$@"
+echo; echo "== cost of tracing on the product page (bench/product_page.py)"
+uv run --frozen python bench/product_page.py
