@@ -150,6 +150,13 @@ def test_observability_wires_grafana_so_a_trace_links_to_logs_and_metrics():
     ]
     for release in releases.values():
         assert policies.violations(policies.HELM_RELEASE, release) == {}
+    # Log lines read from the nodes become records with the span's ids, so Loki links to Tempo.
+    operators = releases["otel-node-agent"]["values"]["config"]["receivers"]["filelog"]["operators"]
+    assert [o["type"] for o in operators] == ["container", "json_parser"]
+    assert operators[1]["trace"] == {
+        "trace_id": {"parse_from": "attributes.trace_id"},
+        "span_id": {"parse_from": "attributes.span_id"},
+    }
 
 
 def test_application_environment_has_quota_limits_and_the_contract_objects():

@@ -702,6 +702,33 @@ def otel_agent_values() -> dict[str, Any]:
         "resources": _res("100m", "256Mi", "500m"),
         "presets": {"logsCollection": {"enabled": True}, "kubernetesAttributes": {"enabled": True}},
         "config": {
+            "receivers": {
+                "filelog": {
+                    # The services write JSON lines (emporium.kit.logging): after the
+                    # runtime's container format, parse them so the record carries the
+                    # span's trace and span ids (Loki to Tempo), its severity and time.
+                    "operators": [
+                        {"type": "container", "id": "container-parser"},
+                        {
+                            "type": "json_parser",
+                            "id": "emporium-json",
+                            "if": 'body matches "^\\\\{"',
+                            "parse_from": "body",
+                            "parse_to": "attributes",
+                            "timestamp": {
+                                "parse_from": "attributes.ts",
+                                "layout_type": "gotime",
+                                "layout": "2006-01-02T15:04:05.000Z",
+                            },
+                            "severity": {"parse_from": "attributes.level"},
+                            "trace": {
+                                "trace_id": {"parse_from": "attributes.trace_id"},
+                                "span_id": {"parse_from": "attributes.span_id"},
+                            },
+                        },
+                    ]
+                }
+            },
             "exporters": {
                 "otlp/gateway": {
                     "endpoint": svc(OTEL_GATEWAY_SERVICE, OBSERVABILITY_NAMESPACE, 4317),
