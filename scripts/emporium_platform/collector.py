@@ -19,7 +19,7 @@ from .settings import Settings
 
 
 def port() -> int:
-    return int(os.environ.get("EMPORIUM_OTLP_PORT", "54317"))
+    return int(os.environ.get("EMPORIUM_OTLP_PORT", "24317"))
 
 
 def endpoint() -> str:

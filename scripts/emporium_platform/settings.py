@@ -22,11 +22,11 @@ SERVICES = ("catalog", "recommendations", "fraud", "orders", "gateway")
 
 # The local port table of docs/configuration.md.
 SERVICE_PORTS: dict[str, dict[str, int]] = {
-    "catalog": {"GRPC_PORT": 50061, "ADMIN_PORT": 8181},
-    "recommendations": {"GRPC_PORT": 50062, "ADMIN_PORT": 8182},
-    "orders": {"GRPC_PORT": 50063, "ADMIN_PORT": 8183},
-    "fraud": {"GRPC_PORT": 50064, "ADMIN_PORT": 8184},
-    "gateway": {"GRPC_PORT": 50065, "ADMIN_PORT": 8185, "HTTP_PORT": 8080},
+    "catalog": {"GRPC_PORT": 20061, "ADMIN_PORT": 8181},
+    "recommendations": {"GRPC_PORT": 20062, "ADMIN_PORT": 8182},
+    "orders": {"GRPC_PORT": 20063, "ADMIN_PORT": 8183},
+    "fraud": {"GRPC_PORT": 20064, "ADMIN_PORT": 8184},
+    "gateway": {"GRPC_PORT": 20065, "ADMIN_PORT": 8185, "HTTP_PORT": 8080},
 }
 
 # Topic name -> partitions. Every topic has a one-partition `.dlq` twin.
@@ -76,14 +76,14 @@ class Settings:
         env = os.environ
         versions = read_versions()
         state = Path(env.get("EMPORIUM_STATE_DIR") or REPO / ".run").resolve()
-        kafka_port = int(env.get("EMPORIUM_KAFKA_PORT", "59092"))
+        kafka_port = int(env.get("EMPORIUM_KAFKA_PORT", "29092"))
         return cls(
             repo=REPO,
             state_dir=state,
             cache_dir=Path(env.get("EMPORIUM_CACHE_DIR") or REPO / ".cache").resolve(),
-            pg_port=int(env.get("EMPORIUM_PG_PORT", "55432")),
+            pg_port=int(env.get("EMPORIUM_PG_PORT", "25432")),
             kafka_port=kafka_port,
-            kafka_controller_port=int(env.get("EMPORIUM_KAFKA_CONTROLLER_PORT", "59093")),
+            kafka_controller_port=int(env.get("EMPORIUM_KAFKA_CONTROLLER_PORT", "29093")),
             kafka_version=versions["KAFKA_VERSION"],
             log4j_version=versions["KAFKA_LOG4J_VERSION"],
             maven_dependency_plugin_version=versions["MAVEN_DEPENDENCY_PLUGIN_VERSION"],

@@ -16,11 +16,11 @@ from .conftest import ROOT, System
 pytestmark = pytest.mark.e2e
 
 GRPC_PORTS = {
-    "catalog": 50061,
-    "recommendations": 50062,
-    "orders": 50063,
-    "fraud": 50064,
-    "gateway": 50065,
+    "catalog": 20061,
+    "recommendations": 20062,
+    "orders": 20063,
+    "fraud": 20064,
+    "gateway": 20065,
 }
 SERVICES = {
     "catalog": "emporium.catalog.v1.CatalogService",

@@ -7,7 +7,7 @@ pytest plugin, scripts/emporium_platform/pytest_plugin.py.
 
 Two instances are used:
 
-- `shared`: the default instance (ports 55432 / 59092, state in .run/) that
+- `shared`: the default instance (ports 25432 / 29092, state in .run/) that
   every other test and engineer uses; these tests only start it if needed
   and never stop it.
 - `private`: a second PostgreSQL and Kafka with their own state directory and
@@ -99,9 +99,9 @@ def private(ep: ModuleType) -> Iterator[dict[str, str]]:
     state = ROOT / ".run" / f"test-{uuid.uuid4().hex[:8]}"
     values = {
         "EMPORIUM_STATE_DIR": str(state),
-        "EMPORIUM_PG_PORT": "55442",
-        "EMPORIUM_KAFKA_PORT": "59102",
-        "EMPORIUM_KAFKA_CONTROLLER_PORT": "59103",
+        "EMPORIUM_PG_PORT": "25442",
+        "EMPORIUM_KAFKA_PORT": "29102",
+        "EMPORIUM_KAFKA_CONTROLLER_PORT": "29103",
         "EMPORIUM_POSTGRES_ADMIN_URL": None,
         "EMPORIUM_KAFKA_BOOTSTRAP": None,
     }

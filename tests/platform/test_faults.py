@@ -122,9 +122,9 @@ def test_existing_servers_are_used_not_started(ep: ModuleType, private: dict[str
         "EMPORIUM_POSTGRES_ADMIN_URL": admin,
         "EMPORIUM_KAFKA_BOOTSTRAP": bootstrap,
         # Ports that nothing listens on: nothing may be started there.
-        "EMPORIUM_PG_PORT": "55452",
-        "EMPORIUM_KAFKA_PORT": "59112",
-        "EMPORIUM_KAFKA_CONTROLLER_PORT": "59113",
+        "EMPORIUM_PG_PORT": "25452",
+        "EMPORIUM_KAFKA_PORT": "29112",
+        "EMPORIUM_KAFKA_CONTROLLER_PORT": "29113",
     }
     try:
         for command in ("start", "provision"):
