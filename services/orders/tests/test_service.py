@@ -203,6 +203,40 @@ async def test_bad_requests_name_their_fields(orders: Any, db: asyncpg.Pool) -> 
     assert (await counts(db))["orders"] == 0
 
 
+async def test_control_characters_are_invalid_not_internal(
+    orders: Any, db: asyncpg.Pool, catalog_server: Any
+) -> None:
+    # PostgreSQL cannot store NUL in text: before validation refused it, the
+    # insert failed with INTERNAL, which callers count as a failure of orders
+    # (five such requests opened the gateway's breaker for every customer).
+    for customer in ("evil\x00", "tab\there", "bell\x07"):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await orders.stub.PlaceOrder(place_request(customer=customer), timeout=5)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, customer
+        assert set(field_violations(error.value)) == {"customer_id"}
+    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    assert catalog_server.servicer.calls.get("ReserveStock", 0) == 0
+
+
+async def test_any_printable_ascii_idempotency_key_is_accepted(
+    orders: Any, db: asyncpg.Pool
+) -> None:
+    # The contract (orders.proto, docs/api.md) allows 8 to 128 printable ASCII
+    # characters: base64 keys and keys with spaces inside are valid.
+    for key in ("abc+def/ghi=", "order 2026 #17", "~!@$%^&*()[]{}"):
+        reply = await orders.stub.PlaceOrder(place_request(key=key), timeout=5)
+        assert reply.created, key
+        again = await orders.stub.PlaceOrder(place_request(key=key), timeout=5)
+        assert again.order.order_id == reply.order.order_id
+        assert not again.created
+    for key in ("caf\u00e9-key-1", "tab\tin-key"):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await orders.stub.PlaceOrder(place_request(key=key), timeout=5)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, key
+        assert set(field_violations(error.value)) == {"idempotency_key"}
+    assert (await counts(db))["orders"] == 3
+
+
 async def test_catalog_refusals_write_nothing(
     orders: Any, db: asyncpg.Pool, catalog_server: Any
 ) -> None:

@@ -42,7 +42,8 @@ from emporium.kit.errors import (
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-:.]{8,128}")
+#: 8 to 128 printable ASCII characters (orders.proto, docs/api.md).
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x20-\x7e]{8,128}")
 MAX_CUSTOMER_ID_LENGTH = 64
 MAX_ITEMS = 50
 MAX_QUANTITY = 100
@@ -223,12 +224,15 @@ def validate_place_order(request: PlaceOrder) -> None:
     if not IDEMPOTENCY_KEY_PATTERN.fullmatch(request.idempotency_key):
         bad(
             "idempotency_key",
-            "must be 8 to 128 characters of letters, digits, '_', '-', ':' or '.'",
+            "must be 8 to 128 printable ASCII characters",
         )
     if not request.customer_id:
         bad("customer_id", "is required")
     elif len(request.customer_id) > MAX_CUSTOMER_ID_LENGTH:
         bad("customer_id", f"must be at most {MAX_CUSTOMER_ID_LENGTH} characters")
+    elif not request.customer_id.isprintable():
+        # NUL cannot be stored in PostgreSQL text; control characters have no business here.
+        bad("customer_id", "must contain printable characters only")
     if not request.items:
         bad("items", "at least one item is required")
     elif len(request.items) > MAX_ITEMS:
