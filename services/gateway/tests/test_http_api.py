@@ -348,6 +348,67 @@ async def test_malformed_json_is_a_400_with_a_message(
     assert error["fields"] == []
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # Python refuses to parse integers of more than 4300 digits (ValueError).
+        (
+            b'{"customer_id": "c", "items": [{"product_id": "p1", "quantity": '
+            + b"9" * 5000
+            + b"}]}",
+            "too many digits",
+        ),
+        # Nesting deeper than the parser's recursion limit (RecursionError).
+        (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+    ],
+)
+async def test_json_the_parser_cannot_take_is_a_400_not_a_500(
+    http: httpx.AsyncClient, fakes: Fakes, content: bytes, message: str
+) -> None:
+    response = await http.post(
+        "/api/checkout", content=content, headers={**KEY, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "invalid_argument"
+    assert message in error["message"]
+    assert fakes.orders.placed == []
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        # A lone surrogate is valid JSON but no UTF-8 string: gRPC cannot send it.
+        (
+            b'{"customer_id": "\\ud800", "items": [{"product_id": "p1", "quantity": 1}]}',
+            "customer_id",
+        ),
+        (
+            b'{"customer_id": "c", "items": [{"product_id": "p\\udfff", "quantity": 1}]}',
+            "items[0].product_id",
+        ),
+        # NUL and other control characters cannot be stored as text.
+        (
+            b'{"customer_id": "eve\\u0000", "items": [{"product_id": "p1", "quantity": 1}]}',
+            "customer_id",
+        ),
+        (
+            b'{"customer_id": "c", "items": [{"product_id": "p1\\u0007", "quantity": 1}]}',
+            "items[0].product_id",
+        ),
+    ],
+)
+async def test_unprintable_strings_are_a_400_naming_the_field(
+    http: httpx.AsyncClient, fakes: Fakes, content: bytes, field: str
+) -> None:
+    response = await http.post(
+        "/api/checkout", content=content, headers={**KEY, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert fields_of(response) == [field]
+    assert fakes.orders.placed == []
+
+
 async def test_whole_number_floats_are_quantities(http: httpx.AsyncClient, fakes: Fakes) -> None:
     body = {"customer_id": "c", "items": [{"product_id": "p1", "quantity": 2.0}]}
     assert (await http.post("/api/checkout", json=body, headers=KEY)).status_code == 201

@@ -103,6 +103,10 @@ def json_body(body: bytes) -> Any:
             f"request body is not valid JSON: {error.msg} "
             f"(line {error.lineno}, column {error.colno})"
         ) from None
+    except ValueError:  # an integer longer than Python converts (sys.int_info)
+        raise MalformedBody("request body has a number with too many digits") from None
+    except RecursionError:
+        raise MalformedBody("request body is nested too deeply") from None
 
 
 def checkout_request(key: str, document: Any) -> CheckoutRequest:
@@ -169,6 +173,10 @@ def _text(
     value = value.strip()
     if not value:
         problems.append(FieldViolation(field, "must not be empty"))
+        return None
+    # Also refuses lone surrogates, which no UTF-8 (protobuf) string can carry.
+    if not value.isprintable():
+        problems.append(FieldViolation(field, "must contain printable characters only"))
         return None
     if len(value) > MAX_ID_LENGTH:
         problems.append(FieldViolation(field, f"must be at most {MAX_ID_LENGTH} characters"))
