@@ -153,3 +153,66 @@ async def test_probes_health_and_graceful_drain(tmp_path: Path) -> None:
     log = (await process.stdout.read()).decode()
     assert '"message": "draining"' in log
     assert '"message": "stopped"' in log
+
+
+HTTP_PROGRAM = textwrap.dedent(
+    """
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from emporium.kit.config import ServiceSettings, load_settings
+    from emporium.kit.service import Service, run_cli
+
+
+    async def slow(request):
+        await asyncio.sleep(1.0)
+        return PlainTextResponse("finished")
+
+
+    async def serve():
+        service = Service("edge", load_settings(ServiceSettings))
+        service.add_http_app(Starlette(routes=[Route("/slow", slow)]), {http_port})
+        await service.run()
+
+
+    run_cli("edge", serve)
+    """
+)
+
+
+async def test_sigterm_lets_http_requests_in_flight_finish(tmp_path: Path) -> None:
+    grpc_port, admin_port, http_port = free_port(), free_port(), free_port()
+    script = tmp_path / "edge.py"
+    script.write_text(HTTP_PROGRAM.format(http_port=http_port))
+    env = {
+        **os.environ,
+        "GRPC_PORT": str(grpc_port),
+        "ADMIN_PORT": str(admin_port),
+        "BIND_HOST": "127.0.0.1",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "HEALTH_CHECK_INTERVAL_SECONDS": "0.2",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await asyncio.to_thread(wait_for, f"http://127.0.0.1:{admin_port}/readyz", 200)
+        async with httpx.AsyncClient(timeout=5) as http:
+            in_flight = asyncio.ensure_future(http.get(f"http://127.0.0.1:{http_port}/slow"))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            # The request that was running when SIGTERM came gets its answer ...
+            response = await in_flight
+            assert response.status_code == 200
+            assert response.text == "finished"
+        # ... and the process still exits cleanly within the grace period.
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -185,10 +185,12 @@ class Service:
         self.health.on_readiness_change(follow_readiness)
         await grpc_server.start()
         http_servers: list[EmbeddedServer] = []
+        http_tasks: list[asyncio.Task[None]] = []
         for app, port in self._http_apps:
             server = http_server(app, settings.bind_host, port)
             http_servers.append(server)
-            background.append(asyncio.create_task(server.serve(), name=f"http-{port}"))
+            http_tasks.append(asyncio.create_task(server.serve(), name=f"http-{port}"))
+        background.extend(http_tasks)
         background.append(asyncio.create_task(self.health.run(), name="health-checks"))
         component_tasks = {
             name: asyncio.create_task(self._supervise(name, component), name=name)
@@ -213,6 +215,11 @@ class Service:
             server.should_exit = True
         # Requests already running may finish within the grace period; new ones are refused.
         await grpc_server.stop(grace * 0.6)
+        if http_tasks:
+            # uvicorn finishes its in-flight requests before its serve() returns;
+            # the clients and pools they use are closed only after that.
+            left = grace * 0.6 - (time.monotonic() - started)
+            await asyncio.wait(http_tasks, timeout=max(0.1, left))
         remaining = max(1.0, grace - (time.monotonic() - started))
         await self._stop_components(component_tasks, remaining)
         for callback in reversed(self._shutdown_callbacks):
