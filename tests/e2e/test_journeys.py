@@ -127,3 +127,14 @@ def test_out_of_stock_is_a_conflict(system: System) -> None:
         "eager-customer", [{"product_id": sold_out[0]["product_id"], "quantity": 1}]
     )
     assert checkout.status_code == 409, checkout.text
+
+
+def test_unknown_product_in_the_cart_is_a_400_naming_its_line(system: System) -> None:
+    known = system.products()[0]["product_id"]
+    response = system.checkout(
+        "unknown-product-customer",
+        [{"product_id": known, "quantity": 1}, {"product_id": "no-such-product", "quantity": 1}],
+    )
+    assert response.status_code == 400, response.text
+    fields = response.json()["error"]["fields"]
+    assert fields == [{"field": "items[1].product_id", "description": "unknown product"}]

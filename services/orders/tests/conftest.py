@@ -207,6 +207,11 @@ class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
 
     async def BatchGetPrices(self, request: Any, context: Any) -> Any:
         self._count("BatchGetPrices")
+        unknown = [pid for pid in request.product_ids if pid not in self.prices]
+        if unknown:  # all or nothing, as the real catalog
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"unknown product ids: {', '.join(unknown)}"
+            )
         return catalog_pb2.BatchGetPricesResponse(
             prices=[
                 catalog_pb2.ProductPrice(
@@ -218,6 +223,18 @@ class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
                 for pid in request.product_ids
                 if pid in self.prices
             ]
+        )
+
+    async def GetProduct(self, request: Any, context: Any) -> Any:
+        self._count("GetProduct")
+        if request.product_id not in self.prices:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{request.product_id} not found")
+        currency, amount = self.prices[request.product_id]
+        return catalog_pb2.GetProductResponse(
+            product=catalog_pb2.Product(
+                product_id=request.product_id,
+                price=money_pb2.Money(currency_code=currency, amount_minor=amount),
+            )
         )
 
     async def ReserveStock(self, request: Any, context: Any) -> Any:

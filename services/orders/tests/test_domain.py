@@ -139,9 +139,14 @@ def test_mixed_currencies_are_refused() -> None:
         domain.order_total(lines)
 
 
-def test_unknown_products_are_not_found() -> None:
-    with pytest.raises(NotFound, match="nope"):
-        domain.price_lines([RequestedItem("nope", 1)], {})
+def test_unknown_products_name_their_cart_lines() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        domain.price_lines(
+            [RequestedItem("a", 1), RequestedItem("nope", 1)], {"a": domain.Money("EUR", 100)}
+        )
+    assert [(v.field, v.description) for v in error.value.violations] == [
+        ("items[1].product_id", "unknown product")
+    ]
 
 
 # --- place_order ------------------------------------------------------------------
@@ -222,10 +227,10 @@ async def test_out_of_stock_writes_nothing(
     assert catalog.stock["sku-1"] == 50
 
 
-async def test_unknown_product_is_not_found_before_any_reservation(
+async def test_unknown_product_is_refused_before_any_reservation(
     checkout: domain.Checkout, catalog: Any
 ) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidArgument):
         await checkout.place_order(request(sku_1=1, sku_404=1))
     assert catalog.reservations == {}
 

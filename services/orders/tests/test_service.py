@@ -245,8 +245,11 @@ async def test_catalog_refusals_write_nothing(
         await orders.stub.PlaceOrder(place_request(), timeout=5)
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.aio.AioRpcError) as error:
-        await orders.stub.PlaceOrder(place_request(sku_404=1), timeout=5)
-    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+        await orders.stub.PlaceOrder(place_request(sku_1=1, sku_404=1), timeout=5)
+    # The real catalog's BatchGetPrices is all or nothing; orders finds out which
+    # line is unknown and names it.
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(error.value) == {"items[1].product_id": "unknown product"}
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await orders.stub.PlaceOrder(place_request(sku_1=1, sku_usd=1), timeout=5)
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -7,6 +7,7 @@ import contextvars
 from collections.abc import Sequence
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from emporium.kit.errors import NotFound
 from emporium.kit.grpc import DownstreamClient
 from emporium.orders import domain, messages
 
@@ -17,12 +18,33 @@ class CatalogClient:
         self._stub = catalog_pb2_grpc.CatalogServiceStub(client.channel)
 
     async def get_prices(self, product_ids: Sequence[str]) -> dict[str, domain.Money]:
-        reply = await self._client.call(
-            self._stub.BatchGetPrices,
-            catalog_pb2.BatchGetPricesRequest(product_ids=list(product_ids)),
-            idempotent=True,
-        )
+        """Prices of the products the catalog knows; unknown ones are left out."""
+        try:
+            reply = await self._client.call(
+                self._stub.BatchGetPrices,
+                catalog_pb2.BatchGetPricesRequest(product_ids=list(product_ids)),
+                idempotent=True,
+            )
+        except NotFound:
+            # BatchGetPrices is all or nothing. Only on this error path, ask per
+            # product, so checkout can name the cart lines that are unknown.
+            return await self._known_prices(product_ids)
         return {price.product_id: messages.money_from_wire(price.price) for price in reply.prices}
+
+    async def _known_prices(self, product_ids: Sequence[str]) -> dict[str, domain.Money]:
+        async def price_of(product_id: str) -> tuple[str, domain.Money] | None:
+            try:
+                reply = await self._client.call(
+                    self._stub.GetProduct,
+                    catalog_pb2.GetProductRequest(product_id=product_id),
+                    idempotent=True,
+                )
+            except NotFound:
+                return None
+            return product_id, messages.money_from_wire(reply.product.price)
+
+        found = await asyncio.gather(*(price_of(product_id) for product_id in product_ids))
+        return dict(entry for entry in found if entry is not None)
 
     async def reserve_stock(self, order_id: str, items: Sequence[domain.RequestedItem]) -> None:
         # Safe to retry: the catalog keys reservations by order id, so a second

@@ -261,10 +261,18 @@ def parse_order_id(value: str, field_name: str = "order_id") -> str:
 
 
 def price_lines(items: Sequence[RequestedItem], prices: dict[str, Money]) -> tuple[OrderLine, ...]:
-    """Order lines at the catalog's current prices; unknown products are NOT_FOUND."""
-    missing = [item.product_id for item in items if item.product_id not in prices]
-    if missing:
-        raise NotFound(f"unknown product(s): {', '.join(missing)}")
+    """Order lines at the catalog's current prices.
+
+    A product the catalog does not know is a mistake in the request, named by
+    its cart line (``items[2].product_id``), so the customer sees which one.
+    """
+    unknown = [
+        FieldViolation(f"items[{index}].product_id", "unknown product")
+        for index, item in enumerate(items)
+        if item.product_id not in prices
+    ]
+    if unknown:
+        raise InvalidArgument(unknown)
     return tuple(OrderLine(i.product_id, i.quantity, prices[i.product_id]) for i in items)
 
 
