@@ -19,8 +19,9 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from emporium_platform.pytest_plugin import RunningService, service_env
 
-from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.config import KafkaSettings, ServiceSettings, parse_settings
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import (
     ConsumedEvent,
@@ -28,6 +29,7 @@ from emporium.kit.kafka import (
     IdempotentConsumer,
     PoisonMessage,
 )
+from emporium.kit.service import Service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -491,6 +493,57 @@ async def test_a_consumer_started_while_kafka_is_unreachable_keeps_trying_and_st
     assert report["kafka_consumer"]["state"] == "connecting"
     assert report["kafka_consumer"]["last_error"]
     assert stop_took < 2
+
+
+async def test_a_message_stuck_in_its_handler_does_not_hold_the_drain_past_the_grace_period(
+    kafka_settings: KafkaSettings,
+    effects_pool: asyncpg.Pool,
+    database_url: str,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    kafka_bootstrap: str,
+    run_service: Callable[..., Awaitable[RunningService]],
+) -> None:
+    topic = await topic_factory("stuck", partitions=1)
+    await effects_pool.execute("CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL)")
+    await effects_pool.execute("INSERT INTO counter VALUES (1, 0)")
+    in_handler = asyncio.Event()
+
+    async def waits_for_a_row_lock(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+        in_handler.set()
+        await conn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
+        await record_effect(event, conn)
+
+    settings = parse_settings(ServiceSettings, env=service_env("stuck", SHUTDOWN_GRACE_SECONDS="2"))
+    service = Service("stuck", settings)
+    group = f"kit-test-stuck-{uuid.uuid4().hex[:8]}"
+    service.add_component(
+        "consumer",
+        consumer_for(
+            kafka_settings, effects_pool, producer, {topic: waits_for_a_row_lock}, group_id=group
+        ),
+    )
+    # Another transaction holds the row the handler needs (for longer than the grace period).
+    blocker = await asyncpg.connect(database_url)
+    try:
+        blocking = blocker.transaction()
+        await blocking.start()
+        await blocker.execute("SELECT * FROM counter WHERE id = 1 FOR UPDATE")
+        running = await run_service(service)
+        await producer.send(topic, "k", b"stuck", {"event-id": "stuck-1"})
+        await asyncio.wait_for(in_handler.wait(), 20)
+        started = time.monotonic()
+        service.request_stop()
+        await asyncio.wait_for(asyncio.shield(running.task), 15)
+        drain_took = time.monotonic() - started
+        await blocking.rollback()
+    finally:
+        await blocker.close()
+
+    assert drain_took < 3.5, f"the drain took {drain_took:.1f}s with a 2s grace period"
+    # The message was not finished: no effect, no offset; it will be redelivered.
+    assert await _effect_count(effects_pool) == 0
+    assert await _committed_offset(kafka_bootstrap, group, topic) == 0
 
 
 async def _effect_count(pool: asyncpg.Pool) -> int:

@@ -253,8 +253,11 @@ class Service:
 
         async def stop_one(name: str) -> None:
             try:
-                await components[name].stop()
-                await asyncio.wait_for(asyncio.shield(tasks[name]), budget)
+                # stop() itself waits for the work in hand (a consumer's message,
+                # the relay's batch), so the budget bounds it too.
+                async with asyncio.timeout(budget):
+                    await components[name].stop()
+                    await asyncio.shield(tasks[name])
             except TimeoutError:
                 log.error("component did not stop in time", extra={"component": name})
                 tasks[name].cancel()
