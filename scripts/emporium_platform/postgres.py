@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import pwd
-import shutil
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -374,8 +373,3 @@ def provision(s: Settings) -> None:
     with step(f"postgres: provision roles and databases ({', '.join(DATA_SERVICES)})"):
         sql = "".join(provision_sql(svc, service_password(s, svc)) for svc in DATA_SERVICES)
         psql(s, sql)
-
-
-def which_psql(s: Settings) -> str:
-    d = bin_dir(s)
-    return str(d / "psql") if d else (shutil.which("psql") or "psql")

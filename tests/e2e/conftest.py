@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ def wait_until(
 @dataclass
 class System:
     http: httpx.Client
+    _database_urls: dict[str, str] = field(default_factory=dict)
 
     def admin(self, service: str, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{ADMIN_PORTS[service]}{path}", timeout=2)
@@ -87,9 +88,10 @@ class System:
             wait_until(lambda s=service: self.ready(s), timeout, what=f"{service} ready")
 
     def database_url(self, service: str) -> str:
-        env = json.loads(platform("env", service, "--format", "json"))
-        url: str = env["DATABASE_URL"]
-        return url
+        if service not in self._database_urls:
+            env = json.loads(platform("env", service, "--format", "json"))
+            self._database_urls[service] = env["DATABASE_URL"]
+        return self._database_urls[service]
 
     def sql(self, service: str, query: str, *args: Any) -> list[asyncpg.Record]:
         async def run() -> list[asyncpg.Record]:

@@ -11,18 +11,12 @@ while browsing keeps working.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from starlette.types import ASGIApp
-
 from emporium.gateway.grpc_clients import GrpcCatalog, GrpcOrders, GrpcRecommendations
 from emporium.gateway.http_api import build_app
 from emporium.gateway.settings import GatewaySettings
 from emporium.gateway.storefront import Budgets, Storefront
 from emporium.kit.cache import TTLCache
 from emporium.kit.config import downstream, load_settings
-from emporium.kit.grpc import BreakerRegistry, DownstreamClient
-from emporium.kit.health import HealthRegistry
 from emporium.kit.service import Service, run_cli
 
 #: Products kept in the read cache at most; product lists (pages) at most.
@@ -30,36 +24,14 @@ PRODUCT_CACHE_ENTRIES = 10_000
 LIST_CACHE_ENTRIES = 1_000
 
 
-@dataclass
-class Gateway:
-    """The HTTP application and the connections it owns."""
-
-    app: ASGIApp
-    storefront: Storefront
-    clients: list[DownstreamClient] = field(default_factory=list)
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-
-def build_gateway(
-    settings: GatewaySettings, health: HealthRegistry, breakers: BreakerRegistry
-) -> Gateway:
-    """Wires the downstream clients, caches and storefront into the HTTP app."""
-    catalog = DownstreamClient(
-        downstream(settings, "catalog"), health=health, critical=True, breakers=breakers
-    )
-    recommendations = DownstreamClient(
-        downstream(settings, "recommendations"), health=health, critical=False, breakers=breakers
-    )
-    orders = DownstreamClient(
-        downstream(settings, "orders"), health=health, critical=False, breakers=breakers
-    )
-    storefront = Storefront(
-        GrpcCatalog(catalog),
-        GrpcRecommendations(recommendations),
-        GrpcOrders(orders),
+def build_storefront(settings: GatewaySettings, service: Service) -> Storefront:
+    """Wires the downstream clients (closed by the service on shutdown) and caches."""
+    return Storefront(
+        GrpcCatalog(service.client(downstream(settings, "catalog"), critical=True)),
+        GrpcRecommendations(
+            service.client(downstream(settings, "recommendations"), critical=False)
+        ),
+        GrpcOrders(service.client(downstream(settings, "orders"), critical=False)),
         product_cache=TTLCache("products", settings.cache_ttl_seconds, PRODUCT_CACHE_ENTRIES),
         list_cache=TTLCache("product-lists", settings.cache_ttl_seconds, LIST_CACHE_ENTRIES),
         budgets=Budgets(
@@ -68,14 +40,11 @@ def build_gateway(
             recommendations=settings.recommendations_timeout_ms / 1000,
         ),
     )
-    return Gateway(build_app(storefront), storefront, [catalog, recommendations, orders])
 
 
 async def serve(settings: GatewaySettings) -> None:
     service = Service("gateway", settings)
-    gateway = build_gateway(settings, service.health, service.breakers)
-    service.add_http_app(gateway.app, settings.http_port)
-    service.on_shutdown(gateway.close)
+    service.add_http_app(build_app(build_storefront(settings, service)), settings.http_port)
     await service.run()
 
 

@@ -97,9 +97,3 @@ class TTLCache(Generic[K, V]):
                 break
             del self._entries[oldest_key]
         self._entries[key] = (now + self.ttl_seconds, value)
-
-    def invalidate(self, key: K) -> None:
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        self._entries.clear()

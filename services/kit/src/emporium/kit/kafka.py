@@ -357,7 +357,6 @@ class IdempotentConsumer:
         if not group:
             raise ValueError("a consumer group is required (KAFKA_CONSUMER_GROUP or group_id)")
         self.group_id: str = group
-        self._settings = settings
         self._pool = pool
         self._handlers = dict(handlers)
         self._producer = producer

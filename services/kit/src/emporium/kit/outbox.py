@@ -125,7 +125,6 @@ async def enqueue(
 class _Stats:
     backlog: int | None = None  # None: not measured (database unreachable)
     oldest_age_seconds: float | None = None
-    measured_at: float = 0.0
 
 
 class OutboxRelay:
@@ -384,7 +383,7 @@ class OutboxRelay:
                 log.debug("outbox backlog query failed", extra={"error": str(error)})
                 self._stats = _Stats()
             else:
-                self._stats = _Stats(row["backlog"], row["oldest"], time.monotonic())
+                self._stats = _Stats(row["backlog"], row["oldest"])
                 metrics.OUTBOX_BACKLOG.set(row["backlog"])
             await self._sleep(self._stats_interval)
 

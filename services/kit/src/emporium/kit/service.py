@@ -92,7 +92,11 @@ class Service:
         on shutdown.
         """
         client = DownstreamClient(
-            downstream, health=self.health, critical=critical, breakers=self.breakers
+            downstream,
+            health=self.health,
+            critical=critical,
+            breakers=self.breakers,
+            tracer_provider=self.tracer_provider,
         )
         self.on_shutdown(client.close)
         return client

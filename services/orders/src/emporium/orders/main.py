@@ -6,7 +6,6 @@ from pathlib import Path
 
 from emporium.kit.config import downstream, load_settings
 from emporium.kit.db import migrate_command
-from emporium.kit.grpc import DownstreamClient
 from emporium.kit.outbox import OutboxRelay
 from emporium.kit.service import Service, run_cli
 from emporium.orders import consumers, domain
@@ -28,14 +27,7 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
     pool = await service.database(settings, MIGRATIONS_DIR)
 
     # Checkout cannot price or reserve without the catalog: critical.
-    catalog = DownstreamClient(
-        downstream(settings, "catalog"),
-        health=service.health,
-        critical=True,
-        breakers=service.breakers,
-        tracer_provider=service.tracer_provider,
-    )
-    service.on_shutdown(catalog.close)
+    catalog = service.client(downstream(settings, "catalog"), critical=True)
 
     producer = await service.producer(settings)
 
