@@ -16,6 +16,7 @@ step "Python workspace (uv)"            scripts/bootstrap.sh
 step "PostgreSQL and Kafka"             python3 scripts/platformctl.py install
 step "buf"                              scripts/install-buf.sh
 step "helm 3, helm 4, helm-docs"        scripts/install-helm.sh
+step "Kubernetes control plane (etcd, kube-apiserver, KWOK)" scripts/install-kube.sh
 step "grpcurl"                          scripts/install-grpcurl.sh
 step "Chromium"                         scripts/install-browser.sh
 step "Prometheus and promtool"          scripts/install-prometheus.sh
