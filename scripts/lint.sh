@@ -15,7 +15,7 @@ uv run --frozen mypy services/kit/src services/catalog/src services/recommendati
   services/orders/src services/fraud/src services/gateway/src
 
 step "buf lint and breaking (FILE level, against ${BUF_AGAINST:=main})"
-scripts/install-buf.sh
+[[ -x .cache/bin/buf ]] || { echo "lint: buf is not installed: run make setup" >&2; exit 1; }
 (cd protos && "$root/.cache/bin/buf" lint)
 if git rev-parse --verify --quiet "$BUF_AGAINST" >/dev/null; then
   (cd protos && "$root/.cache/bin/buf" breaking --against "$root/.git#ref=$BUF_AGAINST,subdir=protos")
