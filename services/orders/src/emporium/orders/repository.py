@@ -11,7 +11,7 @@ import asyncpg
 
 from emporium.kit.errors import Unavailable
 from emporium.kit.outbox import enqueue
-from emporium.orders import domain, messages
+from emporium.orders import domain, messages, reservations
 from emporium.orders.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ class PostgresOrderRepository:
         event: domain.OrderPlacedEvent,
     ) -> None:
         async with database_errors(self._pool) as connection, connection.transaction():
+            # First, so the row lock fences off the reservation sweeper (reservations.py).
+            if not await reservations.settle(connection, order.order_id):
+                raise domain.ReservationReleased(order.order_id)
             await connection.execute(
                 """
                 INSERT INTO orders (order_id, customer_id, status, status_reason,
@@ -155,6 +158,18 @@ class PostgresOrderRepository:
                 message=messages.order_placed_to_wire(event),
                 event_id=event.event_id,
             )
+
+    async def hold_reservation(self, order_id: str) -> None:
+        async with database_errors(self._pool) as connection:
+            await reservations.hold(connection, order_id)
+
+    async def drop_reservation(self, order_id: str) -> None:
+        async with database_errors(self._pool) as connection:
+            await reservations.drop(connection, order_id)
+
+    async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
+        async with database_errors(self._pool) as connection:
+            return await reservations.claim_stale(connection, older_than_seconds, limit)
 
 
 class PostgresOrderStatusStore:

@@ -1,0 +1,63 @@
+"""SQL of the pending-reservation log (migration 0002), kept apart from the order writes.
+
+See :class:`emporium.orders.domain.OrderRepository` for what each function
+promises and docs/decisions/orders-fraud.md for why the log lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+async def hold(connection: Any, order_id: str) -> None:
+    """Records, in its own committed statement, that stock is about to be reserved."""
+    await connection.execute("INSERT INTO pending_reservations (order_id) VALUES ($1)", order_id)
+
+
+async def drop(connection: Any, order_id: str) -> None:
+    """Forgets a reservation that was released (or never made)."""
+    await connection.execute("DELETE FROM pending_reservations WHERE order_id = $1", order_id)
+
+
+async def settle(connection: Any, order_id: str) -> bool:
+    """Inside the order's transaction: True when the reservation was still pending.
+
+    Deleting the row locks it until the transaction ends, so the sweeper
+    (``FOR UPDATE SKIP LOCKED``) cannot claim it meanwhile; False means the
+    sweeper claimed it first and the order must not commit.
+    """
+    settled = await connection.fetchval(
+        "DELETE FROM pending_reservations WHERE order_id = $1 AND state = 'pending' RETURNING true",
+        order_id,
+    )
+    return bool(settled)
+
+
+async def claim_stale(connection: Any, older_than_seconds: float, limit: int) -> list[str]:
+    """Marks pending reservations older than the hold 'releasing' and returns them.
+
+    Reservations already 'releasing' (a release that failed before) come back
+    at once. Rows locked by a committing checkout are skipped.
+    """
+    rows = await connection.fetch(
+        """
+        UPDATE pending_reservations AS p
+           SET state = 'releasing', claimed_at = now()
+         WHERE p.order_id IN (
+                SELECT order_id FROM pending_reservations
+                 WHERE state = 'releasing'
+                    OR created_at < now() - make_interval(secs => $1::float8)
+                 ORDER BY created_at
+                 LIMIT $2
+                   FOR UPDATE SKIP LOCKED)
+        RETURNING p.order_id::text AS order_id
+        """,
+        older_than_seconds,
+        limit,
+    )
+    return [row["order_id"] for row in rows]
+
+
+async def count(connection: Any) -> int:
+    """Reservations not settled yet (for /healthz and the benchmark)."""
+    return int(await connection.fetchval("SELECT count(*) FROM pending_reservations"))
