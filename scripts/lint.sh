@@ -11,7 +11,8 @@ uv run --frozen ruff check services tests scripts bench
 uv run --frozen ruff format --check services tests scripts bench
 
 step "mypy"
-uv run --frozen mypy services/kit/src services/catalog/src services/recommendations/src \
+uv run --frozen mypy services/kit/src services/contracts/src/emporium/contracts \
+  services/catalog/src services/recommendations/src \
   services/orders/src services/fraud/src services/gateway/src
 
 step "buf lint and breaking (FILE level, against ${BUF_AGAINST:=main})"

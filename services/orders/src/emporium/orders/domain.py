@@ -34,13 +34,13 @@ import enum
 import hashlib
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from emporium.contracts import limits
 from emporium.kit.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -53,14 +53,8 @@ from emporium.kit.errors import (
 
 log = logging.getLogger(__name__)
 
-#: 8 to 128 printable ASCII characters (orders.proto, docs/api.md).
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x20-\x7e]{8,128}")
-MAX_CUSTOMER_ID_LENGTH = 64
-MAX_ITEMS = 50
-MAX_QUANTITY = 100
-MAX_PRODUCT_ID_LENGTH = 64
 #: Totals are int64 on the wire.
-MAX_AMOUNT_MINOR = 2**63 - 1
+MAX_AMOUNT_MINOR = limits.AMOUNT_MINOR.maximum
 
 
 class OrderStatus(enum.StrEnum):
@@ -260,39 +254,26 @@ def new_id() -> str:
 
 
 def validate_place_order(request: PlaceOrder) -> None:
-    """Raises InvalidArgument naming every field that is wrong."""
+    """Raises InvalidArgument naming every field that is wrong (the contracts' limits)."""
     violations: list[FieldViolation] = []
 
-    def bad(name: str, why: str) -> None:
-        violations.append(FieldViolation(name, why))
+    def bad(name: str, why: str | None) -> None:
+        if why is not None:
+            violations.append(FieldViolation(name, why))
 
-    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(request.idempotency_key):
-        bad(
-            "idempotency_key",
-            "must be 8 to 128 printable ASCII characters",
-        )
-    if not request.customer_id:
-        bad("customer_id", "is required")
-    elif len(request.customer_id) > MAX_CUSTOMER_ID_LENGTH:
-        bad("customer_id", f"must be at most {MAX_CUSTOMER_ID_LENGTH} characters")
-    elif not request.customer_id.isprintable():
-        # NUL cannot be stored in PostgreSQL text; control characters have no business here.
-        bad("customer_id", "must contain printable characters only")
-    if not request.items:
-        bad("items", "at least one item is required")
-    elif len(request.items) > MAX_ITEMS:
-        bad("items", f"at most {MAX_ITEMS} items per order")
+    bad("idempotency_key", limits.IDEMPOTENCY_KEY.problem(request.idempotency_key))
+    # NUL cannot be stored in PostgreSQL text; the rule refuses control characters.
+    bad("customer_id", limits.CUSTOMER_ID.problem(request.customer_id))
+    if limits.ORDER_ITEMS.problem(len(request.items)):
+        bad("items", f"must contain {limits.ORDER_ITEMS.rule()} items, got {len(request.items)}")
     seen: set[str] = set()
-    for index, item in enumerate(request.items[:MAX_ITEMS]):
-        if not item.product_id:
-            bad(f"items[{index}].product_id", "is required")
-        elif len(item.product_id) > MAX_PRODUCT_ID_LENGTH:
-            bad(f"items[{index}].product_id", f"must be at most {MAX_PRODUCT_ID_LENGTH} characters")
-        elif item.product_id in seen:
-            bad(f"items[{index}].product_id", "duplicate product; use one item with a quantity")
+    for index, item in enumerate(request.items[: limits.ORDER_ITEMS.maximum]):
+        problem = limits.PRODUCT_ID.problem(item.product_id)
+        if problem is None and item.product_id in seen:
+            problem = "duplicate product; use one item with a quantity"
+        bad(f"items[{index}].product_id", problem)
         seen.add(item.product_id)
-        if not 1 <= item.quantity <= MAX_QUANTITY:
-            bad(f"items[{index}].quantity", f"must be between 1 and {MAX_QUANTITY}")
+        bad(f"items[{index}].quantity", limits.QUANTITY.problem(item.quantity))
     if violations:
         raise InvalidArgument(violations)
 
