@@ -79,6 +79,7 @@ async def publish_decision(
     *,
     event_id: str | None = None,
     reason: str = "",
+    risk_score: int = 42,
     payload: bytes | None = None,
 ) -> str:
     settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
@@ -86,7 +87,11 @@ async def publish_decision(
     await producer.start()
     event_id = event_id or str(uuid.uuid4())
     message = fraud_events_pb2.FraudDecisionMade(
-        event_id=event_id, order_id=order_id, decision=decision, risk_score=42, reason=reason
+        event_id=event_id,
+        order_id=order_id,
+        decision=decision,
+        risk_score=risk_score,
+        reason=reason,
     )
     try:
         await producer.send(
@@ -200,6 +205,27 @@ async def test_bad_requests_name_their_fields(orders: Any, db: asyncpg.Pool) -> 
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await orders.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=str(uuid.uuid4())))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await counts(db))["orders"] == 0
+
+
+async def test_ten_thousand_identical_lines_get_a_small_refusal(
+    orders: Any, db: asyncpg.Pool
+) -> None:
+    request = place_request()
+    del request.items[:]
+    request.items.extend([orders_pb2.OrderItem(product_id="sku-1", quantity=1)] * 10_000)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(request, timeout=5)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    listed = field_violations(error.value)
+    assert len(listed) == 20
+    assert listed["items"] == "must contain 1 to 50 items, got 10000"
+    details = error.value.details() or ""
+    assert details.endswith(" more")
+    # The rich status (message and BadRequest) travels in this trailer.
+    size = len(error.value.trailing_metadata()["grpc-status-details-bin"])
+    print(f"refusal of 10,000 identical lines: {size} bytes (message {len(details)})")
+    assert size < 3072
     assert (await counts(db))["orders"] == 0
 
 
@@ -489,12 +515,18 @@ async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(
     )
     await publish_decision(kafka_bootstrap, topic, "not-a-uuid", 1)
     await publish_decision(kafka_bootstrap, topic, order.order_id, 0)  # UNSPECIFIED
+    # A rejection no fraud service can make: had it been applied, the order
+    # would be rejected (the first decision wins), not approved.
+    await publish_decision(kafka_bootstrap, topic, order.order_id, 2, risk_score=-5)
     await publish_decision(kafka_bootstrap, topic, order.order_id, 1)
     await eventually(lambda: _status_is(db, order.order_id, "APPROVED"), within=30)
-    dead = await read_topic(f"{topic}.dlq", 3)
-    assert len(dead) == 3
+    dead = await read_topic(f"{topic}.dlq", 4)
+    assert len(dead) == 4
     errors = sorted(dict(r.headers)["dlq-error"].decode() for r in dead)
     assert all(e.startswith("PoisonMessage") for e in errors), errors
+    assert (
+        "PoisonMessage: invalid FraudDecisionMade: risk_score: must be between 0 and 100" in errors
+    )
 
 
 async def _status_is(db: asyncpg.Pool, order_id: str, status: str) -> bool:
