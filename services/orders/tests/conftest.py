@@ -118,6 +118,13 @@ class FakeRepository:
         self._check()
         self.pending.pop(order_id, None)
 
+    async def claim_reservation(self, order_id: str) -> bool:
+        self._check()
+        if self.pending.get(order_id) != "pending":
+            return False
+        self.pending[order_id] = "releasing"
+        return True
+
     async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
         """Claims every pending reservation (the fake has no clock; the hold is the test's)."""
         self._check()

@@ -305,7 +305,7 @@ async def test_a_lost_release_is_made_by_the_sweeper(repository: Any, catalog: A
     with pytest.raises(Unavailable):
         await checkout.place_order(request())
     [order_id] = catalog.reservations
-    assert failing.pending == {order_id: "pending"}
+    assert failing.pending == {order_id: "releasing"}  # claimed: the order did not commit
     assert catalog.stock["sku-1"] == 48
 
     # The catalog is still refusing: the claimed reservation stays for the next round.
@@ -316,6 +316,33 @@ async def test_a_lost_release_is_made_by_the_sweeper(repository: Any, catalog: A
     assert catalog.reservations == {}
     assert catalog.stock["sku-1"] == 50
     assert failing.pending == {}
+
+
+async def test_a_commit_whose_acknowledgement_was_lost_keeps_its_stock(
+    repository: Any, catalog: Any
+) -> None:
+    """The transaction committed but the answer never came back: the order exists."""
+
+    class LostAcknowledgement(type(repository)):  # type: ignore[misc]
+        async def add_placed_order(self, *args: Any) -> None:
+            await super().add_placed_order(*args)
+            raise Unavailable("orders database unavailable", dependency="postgres")
+
+    lost = LostAcknowledgement()
+    checkout = domain.Checkout(repository=lost, catalog=catalog)
+    with pytest.raises(Unavailable):
+        await checkout.place_order(request())
+    [order_id] = lost.orders
+    assert list(catalog.reservations) == [order_id]
+    assert catalog.released == []
+    assert lost.pending == {}
+    assert await domain.release_stale_reservations(lost, catalog, 0) == 0
+    # The client's retry with the same key finds the order, which still holds its stock.
+    again = await domain.Checkout(repository=lost, catalog=catalog)._existing(
+        "checkout-0001", request().fingerprint()
+    )
+    assert again is not None
+    assert again.order.order_id == order_id
 
 
 async def test_the_sweeper_never_releases_a_placed_order(

@@ -219,6 +219,16 @@ class OrderRepository(Protocol):
         """Forgets the pending reservation of ``order_id`` (released, or never made)."""
         ...
 
+    async def claim_reservation(self, order_id: str) -> bool:
+        """Claims the pending reservation of a checkout whose commit failed.
+
+        True when it was still pending, which proves the order did not commit
+        (the commit settles it): its stock may be released. False when the
+        order committed after all (only the acknowledgement was lost) or the
+        sweeper has it already.
+        """
+        ...
+
     async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
         """Claims pending reservations older than the hold, and ones whose release failed.
 
@@ -436,7 +446,29 @@ class Checkout:
         return PlaceOrderResult(order, created=False)
 
     async def _release(self, order_id: str) -> None:
-        """Gives the stock back now; if that fails the sweeper does it after the hold."""
+        """Gives the stock of a checkout that failed back now, if it provably did not commit.
+
+        The pending reservation is claimed first: that succeeds only if the
+        order's transaction did not commit (a commit whose acknowledgement was
+        lost did, and keeps its stock). When the claim cannot be made (the
+        database is away) or the release fails, the sweeper releases the stock
+        later; the pending reservation is still there exactly when the order
+        is not.
+        """
+        try:
+            claimed = await self.repository.claim_reservation(order_id)
+        except (ServiceError, OSError, TimeoutError) as error:
+            log.warning(
+                "stock of a checkout that failed is left for the reservation sweeper",
+                extra={"order_id": order_id, "error": str(error)},
+            )
+            return
+        if not claimed:
+            log.warning(
+                "checkout failed but its reservation is no longer pending; stock kept",
+                extra={"order_id": order_id},
+            )
+            return
         try:
             await self.catalog.release_stock(order_id)
         except (ServiceError, OSError, TimeoutError) as error:

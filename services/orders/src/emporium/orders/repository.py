@@ -167,6 +167,10 @@ class PostgresOrderRepository:
         async with database_errors(self._pool) as connection:
             await reservations.drop(connection, order_id)
 
+    async def claim_reservation(self, order_id: str) -> bool:
+        async with database_errors(self._pool) as connection:
+            return await reservations.claim(connection, order_id)
+
     async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
         async with database_errors(self._pool) as connection:
             return await reservations.claim_stale(connection, older_than_seconds, limit)

@@ -33,6 +33,22 @@ async def settle(connection: Any, order_id: str) -> bool:
     return bool(settled)
 
 
+async def claim(connection: Any, order_id: str) -> bool:
+    """Claims one checkout's pending reservation after its commit failed.
+
+    True when it was still pending: the order did not commit (its commit
+    would have deleted the row), so its stock may be released. False when the
+    order committed after all (the failure was only the acknowledgement) or
+    the sweeper has it.
+    """
+    claimed = await connection.fetchval(
+        "UPDATE pending_reservations SET state = 'releasing', claimed_at = now()"
+        " WHERE order_id = $1 AND state = 'pending' RETURNING true",
+        order_id,
+    )
+    return bool(claimed)
+
+
 async def claim_stale(connection: Any, older_than_seconds: float, limit: int) -> list[str]:
     """Marks pending reservations older than the hold 'releasing' and returns them.
 
