@@ -60,6 +60,7 @@ step "Kubernetes control plane (etcd, kube-apiserver, KWOK)" scripts/install-kub
 step "grpcurl"                         scripts/install-grpcurl.sh
 step "dashboard checker"               scripts/install-dashboardcheck.sh
 step "Pulumi CLI and kubernetes provider" scripts/install-pulumi.sh
+step "OpenTofu and providers"          scripts/install-tofu.sh
 
 # --- running them -------------------------------------------------------------
 # (In a function called on the last line, so bash has read the whole file

@@ -26,7 +26,7 @@ from cdktn_provider_random.password import Password
 from cdktn_provider_random.provider import RandomProvider
 from constructs import Construct
 
-from emporium.infra import contract, model
+from emporium.infra import contract, model, versions
 from emporium.infra.settings import StackSettings, stack_file
 
 
@@ -49,6 +49,11 @@ class PlatformStack(TerraformStack):
             kubernetes={"config_path": kubeconfig.string_value, "config_context": context.string_value},
         )
         RandomProvider(self, "random")
+        # The provider versions the configuration is validated with (versions.py).
+        for name, version in versions.TERRAFORM_PROVIDERS.items():
+            self.add_override(
+                f"terraform.required_providers.{name}", {"source": f"hashicorp/{name}", "version": version}
+            )
 
         namespaces = {
             name: NamespaceV1(
