@@ -18,6 +18,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
 source "$root/scripts/versions.env"
 module="$root/scripts/kube"
+# shellcheck source=tool-cache.sh
+source "$root/scripts/tool-cache.sh"
+share_dir "$root/.cache/kube-${KUBERNETES_VERSION}" "kube-${KUBERNETES_VERSION}"
 bin="$root/.cache/kube-${KUBERNETES_VERSION}/bin"
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 

@@ -13,7 +13,8 @@
 # in the program's virtual environment. infra/ generates its passwords with a
 # dynamic provider (docs/decisions/infra.md).
 #
-# Both builds are cached under .cache/pulumi-build, keyed on the pinned
+# Both builds are cached under .cache/pulumi-build (a link into the per-user
+# tool cache, scripts/tool-cache.sh), keyed on the pinned
 # versions in scripts/versions.env; a rerun with the same pins takes a second.
 #
 # Why the provider's plugin version differs from its source version: the
@@ -28,6 +29,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
 source "$root/scripts/versions.env"
 bin="$root/.cache/bin"
+# shellcheck source=tool-cache.sh
+source "$root/scripts/tool-cache.sh"
+share_dir "$root/.cache/pulumi-build" pulumi-build
 build="$root/.cache/pulumi-build"
 export PULUMI_HOME="$root/.cache/pulumi-home"
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true

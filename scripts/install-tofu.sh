@@ -29,8 +29,14 @@ source "$root/scripts/versions.env"
 cache="$root/.cache"
 bin="$cache/bin"
 mirror="$cache/tofu-mirror"
+# shellcheck source=tool-cache.sh
+source "$root/scripts/tool-cache.sh"
+share_dir "$cache/tofu-build" tofu-build
+share_dir "$mirror" tofu-mirror
 build="$cache/tofu-build"
-mkdir -p "$bin" "$mirror" "$build"
+mkdir -p "$bin" "$mirror" "$build/bin"
+# A binary built before the cache was shared moves into it.
+if [[ -f "$bin/tofu" && ! -L "$bin/tofu" && ! -e "$build/bin/tofu" ]]; then mv "$bin/tofu" "$build/bin/tofu"; fi
 platform=linux_amd64
 
 # build_program NAME MODULE MODULE_VERSION PACKAGE OUTPUT [LDFLAGS]
@@ -76,16 +82,19 @@ stamp_ok() { [[ -x "$1" && -f "$stamps/$2" && "$(cat "$stamps/$2")" == "$3" ]]; 
 
 # OpenTofu
 tofu_want="$OPENTOFU_VERSION"
-if [[ "$what" != providers ]] && ! stamp_ok "$bin/tofu" tofu "$tofu_want"; then
+if [[ "$what" != providers ]] && ! stamp_ok "$build/bin/tofu" tofu "$tofu_want"; then
   echo "install-tofu: building OpenTofu $OPENTOFU_VERSION" >&2
   t0=$(date +%s)
   build_program tofu github.com/opentofu/opentofu "$OPENTOFU_VERSION" \
-    github.com/opentofu/opentofu/cmd/tofu "$bin/tofu" \
+    github.com/opentofu/opentofu/cmd/tofu "$build/bin/tofu" \
     "-X github.com/opentofu/opentofu/version.dev=no"
   echo "$tofu_want" >"$stamps/tofu"
   echo "install-tofu: OpenTofu built in $(($(date +%s) - t0))s" >&2
 fi
 
+if [[ "$what" != providers ]]; then
+  ln -sfn "$build/bin/tofu" "$bin/tofu"
+fi
 [[ "$what" != tofu ]] || exit 0
 
 # Providers: NAME RELEASE_VERSION MODULE MODULE_VERSION
