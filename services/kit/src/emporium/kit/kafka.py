@@ -7,7 +7,7 @@ Usage in a service's composition root (:meth:`Service.producer` and
     await producer.start()
     consumer = IdempotentConsumer(
         settings,
-        pool,
+        database,
         {"orders.order-placed.v1": handle_order_placed},
         producer,
         group_id=settings.kafka_consumer_group or "fraud",
@@ -16,9 +16,9 @@ Usage in a service's composition root (:meth:`Service.producer` and
     service.add_component("order-placed-consumer", consumer)
     service.on_shutdown(producer.stop)
 
-    async def handle_order_placed(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def handle_order_placed(event: ConsumedEvent, uow: UnitOfWork) -> None:
         placed = parse_event(OrderPlaced, event.value)  # PoisonMessage if undecodable
-        await score_order(conn, placed)  # runs in the consumer's transaction
+        await score_order(uow, placed)  # runs in the consumer's transaction
 
 What the consumer guarantees, per message:
 
@@ -49,7 +49,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
@@ -64,6 +63,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from emporium.kit import metrics
 from emporium.kit.config import KafkaSettings
+from emporium.kit.db import Database, UnitOfWork, is_retryable
 from emporium.kit.health import HealthRegistry
 from emporium.kit.telemetry import extract_context, inject_headers
 
@@ -297,28 +297,12 @@ def parse_event(message_type: type[M], payload: bytes) -> M:
         raise PoisonMessage(f"undecodable {message_type.DESCRIPTOR.name}: {error}") from error
 
 
-#: A handler applies one event's effect using the consumer's transaction.
-Handler = Callable[[ConsumedEvent, asyncpg.Connection], Awaitable[None]]
+#: A handler applies one event's effect in the consumer's unit of work (its transaction).
+Handler = Callable[[ConsumedEvent, UnitOfWork], Awaitable[None]]
 
 
 class _Abandon(Exception):
     """Stop was requested while a message could not be finished; it stays uncommitted."""
-
-
-#: Database errors that say nothing about the message: the attempt does not
-#: count, and the message is retried (after the database answers again).
-TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.InternalClientError,  # a connection terminated mid-query, by timing
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ReadOnlySQLTransactionError,  # a failover in progress
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -336,7 +320,7 @@ class IdempotentConsumer:
     def __init__(
         self,
         settings: KafkaSettings,
-        pool: asyncpg.Pool,
+        database: Database,
         handlers: Mapping[str, Handler],
         producer: EventProducer,
         *,
@@ -357,7 +341,7 @@ class IdempotentConsumer:
         if not group:
             raise ValueError("a consumer group is required (KAFKA_CONSUMER_GROUP or group_id)")
         self.group_id: str = group
-        self._pool = pool
+        self._db = database
         self._handlers = dict(handlers)
         self._producer = producer
         self.max_attempts = max_attempts or settings.kafka_max_delivery_attempts
@@ -592,7 +576,7 @@ class IdempotentConsumer:
             except Exception as error:
                 span.record_exception(error)
                 database_up = await self._database_up()
-                if not database_up or isinstance(error, TRANSIENT_DATABASE_ERRORS):
+                if not database_up or is_retryable(error):
                     # Not the message's fault: this attempt does not count.
                     attempt -= 1
                     transient_failures += 1
@@ -629,8 +613,8 @@ class IdempotentConsumer:
                     raise _Abandon() from error
 
     async def _apply(self, event: ConsumedEvent, handler: Handler) -> str:
-        async with self._pool.acquire() as conn, conn.transaction():
-            first_time = await conn.fetchval(
+        async with self._db.unit_of_work() as uow:
+            first_time = await uow.fetchval(
                 "INSERT INTO processed_events"
                 " (consumer_group, event_id, topic, kafka_partition, kafka_offset)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
@@ -642,16 +626,11 @@ class IdempotentConsumer:
             )
             if not first_time:
                 return "duplicate"
-            await handler(event, conn)
+            await handler(event, uow)
         return "processed"
 
     async def _database_up(self) -> bool:
-        try:
-            async with self._pool.acquire(timeout=2.0) as conn:
-                await conn.fetchval("SELECT 1", timeout=2.0)
-        except Exception:
-            return False
-        return True
+        return await self._db.ping(within=2.0)
 
     async def _wait_for_database(self, error: BaseException) -> None:
         """Pauses consumption until the database answers again (or stop() is called).
@@ -727,7 +706,7 @@ class IdempotentConsumer:
         # Remember it, so a redelivery (crash before the offset commit) is not
         # dead-lettered twice. Best effort: the DLQ copy already exists.
         try:
-            async with self._pool.acquire(timeout=2.0) as conn:
+            async with self._db.connection(acquire_timeout=2.0) as conn:
                 await conn.execute(
                     "INSERT INTO processed_events"
                     " (consumer_group, event_id, topic, kafka_partition, kafka_offset, outcome)"
@@ -750,16 +729,16 @@ class IdempotentConsumer:
         self._last_prune = time.monotonic()
         try:
             while not self._stopping.is_set():
-                status = await self._pool.execute(
+                deleted = await self._db.execute(
                     "DELETE FROM processed_events WHERE ctid IN ("
                     " SELECT ctid FROM processed_events"
                     " WHERE consumer_group = $1"
-                    " AND processed_at < now() - make_interval(secs => $2)"
+                    " AND processed_at < now() - make_interval(secs => $2::float8)"
                     " LIMIT 1000)",
                     self.group_id,
                     self._ledger_retention,
                 )
-                if int(status.split()[-1]) < 1000:
+                if deleted < 1000:
                     break
         except Exception as error:  # housekeeping; the next round tries again
             log.warning("pruning processed_events failed", extra={"error": str(error)})
