@@ -11,6 +11,10 @@ help: ## List the targets
 bootstrap: ## Install uv and the locked Python workspace
 	@scripts/bootstrap.sh
 
+.PHONY: setup
+setup: ## Install and build every tool the tests need (the first stage of make test)
+	@scripts/setup.sh
+
 .PHONY: protos
 protos: bootstrap ## Regenerate Python code from protos/
 	@uv run --frozen scripts/protos.sh
@@ -32,7 +36,7 @@ demo: bootstrap ## Bring the system up, run the customer journey, report (non-ze
 	@scripts/demo.sh
 
 .PHONY: test
-test: ## Install what is needed, start what is needed, run every test
+test: ## Run make setup, start what is needed, run every test
 	@scripts/test.sh
 
 .PHONY: images

@@ -2,32 +2,38 @@
 # `make images`: builds the image of every service from images/Dockerfile
 # with podman (chroot isolation, so it works without a container runtime
 # daemon) or docker, whichever is installed, and prints each image's size.
-#   scripts/images.sh [--base IMAGE] [--tag TAG] [--registry PREFIX] [SERVICE...]
+#   scripts/images.sh [--base IMAGE] [--tag TAG] [--registry PREFIX] [--list] [SERVICE...]
 # --base       base image (default: $BASE_IMAGE, else the Dockerfile's public
 #              Python image; where no registry is reachable,
 #              BASE_IMAGE=$(scripts/debian-base-image.sh) make images)
 # --tag        image tag (default: the chart's appVersion)
 # --registry   image name prefix (default: emporium), giving <prefix>/<service>:<tag>
+# --list       print the name of each image it would build, build nothing
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # shellcheck source=versions.env
 source scripts/versions.env
 
-base="${BASE_IMAGE:-}" tag="" registry="emporium"
+base="${BASE_IMAGE:-}" tag="" registry="emporium" list=0
 services=()
 while (($#)); do
   case "$1" in
     --base) base=$2; shift 2 ;;
     --tag) tag=$2; shift 2 ;;
     --registry) registry=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --list) list=1; shift ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     -*) echo "images: unknown option $1" >&2; exit 2 ;;
     *) services+=("$1"); shift ;;
   esac
 done
 ((${#services[@]})) || services=(gateway catalog recommendations orders fraud)
 [[ -n "$tag" ]] || tag=$(awk -F'"' '/^appVersion:/ {print $2}' charts/emporium/Chart.yaml)
+if ((list)); then
+  for service in "${services[@]}"; do echo "$registry/$service:$tag"; done
+  exit 0
+fi
 
 if command -v podman >/dev/null; then
   engine=(podman build --isolation=chroot --layers)

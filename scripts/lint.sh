@@ -11,11 +11,12 @@ uv run --frozen ruff check services tests scripts bench
 uv run --frozen ruff format --check services tests scripts bench
 
 step "mypy"
-uv run --frozen mypy services/kit/src services/catalog/src services/recommendations/src \
+uv run --frozen mypy services/kit/src services/contracts/src/emporium/contracts \
+  services/catalog/src services/recommendations/src \
   services/orders/src services/fraud/src services/gateway/src
 
 step "buf lint and breaking (FILE level, against ${BUF_AGAINST:=main})"
-scripts/install-buf.sh
+[[ -x .cache/bin/buf ]] || { echo "lint: buf is not installed: run make setup" >&2; exit 1; }
 (cd protos && "$root/.cache/bin/buf" lint)
 if git rev-parse --verify --quiet "$BUF_AGAINST" >/dev/null; then
   (cd protos && "$root/.cache/bin/buf" breaking --against "$root/.git#ref=$BUF_AGAINST,subdir=protos")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The chart and image checks of `make test`: installs Helm 3, Helm 4 and
-# helm-docs (pinned in versions.env), lints and renders every environment
-# with both majors, then runs tests/chart (schema validation, contract
-# assertions, checkov, the image build and the cluster tests, which skip
-# without KUBECONFIG).
+# The chart and image checks of `make test`: lints and renders every
+# environment with Helm 3 and Helm 4 (installed by `make setup`, pinned in
+# versions.env), then runs tests/chart (schema validation, contract
+# assertions, checkov, the image `make setup` built, and the cluster tests,
+# which skip without KUBECONFIG).
 #   scripts/test-chart.sh                 everything
 #   scripts/test-chart.sh --write-readme  regenerate charts/emporium/README.md
 #   scripts/test-chart.sh -- <pytest args>
@@ -12,7 +12,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 chart=charts/emporium
 bin=.cache/bin
-"$root/scripts/install-helm.sh" >/dev/null
+for tool in helm3 helm4 helm-docs; do
+  [[ -x "$bin/$tool" ]] || { echo "test-chart: $bin/$tool is not installed: run make setup" >&2; exit 1; }
+done
 
 if [[ "${1:-}" == "--write-readme" ]]; then
   (cd "$chart" && "$root/$bin/helm-docs" --chart-search-root . --template-files README.md.gotmpl --sort-values-order file)

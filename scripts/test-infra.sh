@@ -9,7 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
 . "$root/scripts/versions.env"
 if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
-  "$root/scripts/bootstrap.sh"
+  echo "test-infra: uv $UV_VERSION is not installed: run make setup" >&2
+  exit 1
 fi
 node_major=$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || true)
 if [ -z "$node_major" ] || [ "$node_major" -lt 20 ]; then
@@ -17,7 +18,7 @@ if [ -z "$node_major" ] || [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 cd "$root/infra"
-uv sync --frozen --quiet
+[[ -d .venv ]] || { echo "test-infra: the infra/ environment is not installed: run make setup" >&2; exit 1; }
 # jsii warns on every start that Node 20 is past its end of life; the tests do not care.
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
 exec uv run --frozen pytest -p no:cacheprovider "$@"

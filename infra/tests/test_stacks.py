@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emporium.infra import contract, model, policies, testing, versions
+from emporium.infra import contract, model, passwords, policies, testing, versions
 
 pytestmark = pytest.mark.unit
 
@@ -67,9 +67,9 @@ def test_credentials_are_pulumi_secrets_never_plain_outputs(stack_runs, stack):
     assert len(secrets) == 3 * len(contract.DATA_SERVICES)
     for secret in secrets:
         assert "stringData" in secret.secret_paths, f"{secret.name} sent in plain text"
-    passwords = [r for r in run.of_type("random:index/randomPassword:RandomPassword")]
-    assert len(passwords) == 2 * len(contract.DATA_SERVICES)
-    generated = {f"mock-password-{p.name}" for p in passwords}
+    drawn = run.of_type(passwords.TYPE)
+    assert len(drawn) == 2 * len(contract.DATA_SERVICES)
+    generated = {f"mock-password-{p.name}" for p in drawn}
     assert "databaseUrls" in run.secret_exports
     if stack != "dev":
         assert "kubeconfig" in run.secret_exports

@@ -2,7 +2,7 @@
 
 Every scenario (the three environments and each ci/*-values.yaml) is rendered
 once per Helm major and session with the real helm binaries that
-scripts/install-helm.sh builds; the tests then read the parsed objects.
+`make setup` builds; the tests then read the parsed objects.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ SECRET_KEYS = ("DATABASE_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
 def helm(major: str) -> Path:
     path = BIN / major
     if not path.exists():
-        pytest.fail(f"{path} is missing: run scripts/install-helm.sh (scripts/test-chart.sh does)")
+        pytest.fail(f"{path} is not installed: run make setup")
     return path
 
 

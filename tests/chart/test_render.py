@@ -75,7 +75,7 @@ def test_readme_values_table_is_generated_from_values_yaml(tmp_path) -> None:  #
 
     helm_docs = chartlib.BIN / "helm-docs"
     if not helm_docs.exists():
-        pytest.fail(f"{helm_docs} is missing: run scripts/install-helm.sh")
+        pytest.fail(f"{helm_docs} is not installed: run make setup")
     copy = tmp_path / "emporium"
     shutil.copytree(CHART, copy)
     subprocess.run(

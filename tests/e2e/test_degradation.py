@@ -254,6 +254,31 @@ def test_orders_down(system: System, restore: list[str]) -> None:
     assert status == 200, page
     assert system.ready("gateway")
 
+    # Enough failed checkouts to open the gateway's breaker on orders.
+    for _ in range(6):
+        failed = system.checkout("orders-down", [{"product_id": product_id, "quantity": 1}])
+        assert failed.status_code == 503, failed.text
+    assert breaker_state(system, "orders") == "open"
+
+    # Orders comes back (start-service returns once its /readyz answers 200). The
+    # breaker follows orders' readiness (its health service says SERVING), so
+    # checkout works again within about a second, not after the breaker's 10 s
+    # reset timeout. Bound generous: the machine is shared.
+    platform("start-service", "orders")
+    ready_at = time.monotonic()
+    recovered = wait_until(
+        lambda: (
+            system.checkout("orders-back", [{"product_id": product_id, "quantity": 1}]).status_code
+            == 201
+        ),
+        10,
+        interval=0.1,
+        what="checkout after orders restart",
+    )
+    print(f"first checkout accepted {recovered:.2f}s after orders was ready")
+    assert time.monotonic() - ready_at < 3.0
+    assert breaker_state(system, "orders") == "closed"
+
 
 def test_catalog_database_down(system: System, restore: list[str]) -> None:
     """The catalog's own database refuses connections: UNAVAILABLE, never INTERNAL."""

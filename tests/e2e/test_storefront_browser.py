@@ -31,7 +31,7 @@ SCREENSHOTS = ROOT / ".run" / "screenshots"
 def browser() -> Iterator[WebDriver]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.fail("chromium and chromedriver are missing: run scripts/install-browser.sh")
+        pytest.fail("chromium and chromedriver are not installed: run make setup")
     profile = Path(tempfile.mkdtemp(prefix="storefront-profile-"))
     options = webdriver.ChromeOptions()
     options.binary_location = chromium

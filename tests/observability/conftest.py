@@ -5,8 +5,8 @@
 * ``traces``: the span file the local collector (scripts/otlp_sink.py)
   writes; the runner starts the collector and points every service at it.
 * ``prometheus``: a real Prometheus server (Debian's package, installed by
-  scripts/install-prometheus.sh) on a private port, scraping every service's
-  admin port each second (tests/observability/prometheus.py).
+  `make setup`) on a private port, scraping every service's admin port each
+  second (tests/observability/prometheus.py).
 
 The real-server fixtures (throwaway databases, ``spans``...) come from the
 repository's pytest plugin (scripts/emporium_platform/pytest_plugin.py).

@@ -8,7 +8,7 @@ API; a person can run it beside ``make up`` to explore the metrics::
 
     uv run python tests/observability/prometheus.py --port 9091
 
-The binary is Debian's (scripts/install-prometheus.sh). Its data lives under
+The binary is Debian's (installed by `make setup`). Its data lives under
 the given directory and is thrown away on start.
 """
 
@@ -81,7 +81,7 @@ class PrometheusServer:
     def start(self, timeout: float = 30.0) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
-            raise RuntimeError("prometheus is not installed: run scripts/install-prometheus.sh")
+            raise RuntimeError("prometheus is not installed: run make setup")
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
         config_file = self.workdir / "prometheus.yml"

@@ -1,9 +1,13 @@
-"""The checking tools the observability tests use, built or found on demand.
+"""The checking tools the observability tests use, as `make setup` installed them.
 
 * ``dashboardcheck`` (tests/observability/dashboardcheck/): Grafana's dashboard
-  schema (Grafana Foundation SDK) and Prometheus' PromQL parser, built with
-  the Go toolchain from the pinned go.mod/go.sum into .cache/bin;
-* ``promtool``: Debian's, installed by scripts/install-prometheus.sh.
+  schema (Grafana Foundation SDK) and Prometheus' PromQL parser, built by
+  `make setup` with the Go toolchain from the pinned go.mod/go.sum into
+  .cache/bin;
+* ``promtool``: Debian's, installed by `make setup`.
+
+Nothing here installs or builds: a missing or outdated tool fails the test
+with "run make setup".
 """
 
 from __future__ import annotations
@@ -34,25 +38,23 @@ PROMETHEUS_BUILTINS = frozenset({"ALERTS", "ALERTS_FOR_STATE", "up"})
 
 
 def dashboardcheck() -> Path:
-    """Builds the checker (incremental: instant when nothing changed)."""
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("the Go toolchain is needed to build tests/observability/dashboardcheck")
-    CHECKER.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [go, "build", "-mod=readonly", "-o", str(CHECKER), "."],
-        cwd=CHECKER_SOURCE,
-        check=True,
-        timeout=600,
-        env={**os.environ, "CGO_ENABLED": "0"},
-    )
+    """The checker `make setup` built; fails if it is missing or older than its source."""
+    if not CHECKER.exists():
+        raise RuntimeError(f"the dashboard checker {CHECKER} is not built: run make setup")
+    built = CHECKER.stat().st_mtime
+    stale = [p.name for p in CHECKER_SOURCE.iterdir() if p.is_file() and p.stat().st_mtime > built]
+    if stale:
+        raise RuntimeError(
+            f"the dashboard checker {CHECKER} is older than {', '.join(sorted(stale))}: "
+            "run make setup"
+        )
     return CHECKER
 
 
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        raise RuntimeError("promtool is not installed: run scripts/install-prometheus.sh")
+        raise RuntimeError("promtool is not installed: run make setup")
     return path
 
 

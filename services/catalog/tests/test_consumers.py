@@ -19,12 +19,15 @@ from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer, PoisonMessage
 from emporium.orders.v1 import orders_pb2
 
+#: Orders' ids are UUIDs.
+ORDER = "7d5bd4a6-0f0e-4a8e-9a59-61b2f1f8a0c1"
+
 
 def _event(value: bytes, event_id: str = "e-1") -> ConsumedEvent:
     return ConsumedEvent("t", 0, 0, "o-1", value, {"event-id": event_id})
 
 
-def _status(order_id: str, status: int, event_id: str = "") -> bytes:
+def _status(order_id: str, status: int, event_id: str = "e-1") -> bytes:
     return order_events_pb2.OrderStatusChanged(
         event_id=event_id,
         order_id=order_id,
@@ -58,8 +61,8 @@ async def test_rejected_order_releases_on_the_consumers_connection() -> None:
     ledger = RecordingLedger()
     handler = OrderStatusChangedHandler(ledger.opener())
     conn = object()
-    await handler(_event(_status("o-1", orders_pb2.ORDER_STATUS_REJECTED)), conn)
-    assert ledger.released == [(conn, "o-1")]
+    await handler(_event(_status(ORDER, orders_pb2.ORDER_STATUS_REJECTED)), conn)
+    assert ledger.released == [(conn, ORDER)]
 
 
 @pytest.mark.unit
@@ -68,15 +71,21 @@ async def test_rejected_order_releases_on_the_consumers_connection() -> None:
 )
 async def test_other_statuses_release_nothing(status: int) -> None:
     ledger = RecordingLedger()
-    await OrderStatusChangedHandler(ledger.opener())(_event(_status("o-1", status)), object())
+    await OrderStatusChangedHandler(ledger.opener())(_event(_status(ORDER, status)), object())
     assert ledger.released == []
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "value",
-    [b"\xff\xff\xff", _status("", orders_pb2.ORDER_STATUS_REJECTED)],
-    ids=["undecodable", "no-order-id"],
+    [
+        b"\xff\xff\xff",
+        _status("", orders_pb2.ORDER_STATUS_REJECTED),
+        _status("o-1", orders_pb2.ORDER_STATUS_REJECTED),
+        _status(ORDER, orders_pb2.ORDER_STATUS_REJECTED, event_id=""),
+        _status(ORDER, orders_pb2.ORDER_STATUS_UNSPECIFIED),
+    ],
+    ids=["undecodable", "no-order-id", "not-a-uuid", "no-event-id", "no-status"],
 )
 async def test_impossible_events_are_poison(value: bytes) -> None:
     ledger = RecordingLedger()
@@ -102,7 +111,7 @@ async def test_rejection_event_delivered_twice_releases_once(
     catalog = Catalog(repository)
     product_id = f"p-{uuid.uuid4().hex[:10]}"
     await repository.upsert_products([SeedProduct(product_id, "P", "", "test", 100, "EUR", 10)])
-    rejected, approved = f"o-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
+    rejected, approved = str(uuid.uuid4()), str(uuid.uuid4())
     await catalog.reserve_stock(rejected, [StockLine(product_id, 4)])
     await catalog.reserve_stock(approved, [StockLine(product_id, 5)])
     assert (await catalog.get_product(product_id)).stock_available == 1
@@ -154,3 +163,47 @@ async def test_rejection_event_delivered_twice_releases_once(
         event_id,
     )
     assert recorded == 1
+
+
+@pytest.mark.integration
+async def test_an_impossible_status_change_is_dead_lettered_and_releases_nothing(
+    pool: Any, kafka_bootstrap: str, kafka_topic: str, read_topic: Any
+) -> None:
+    repository = PostgresCatalogRepository(pool)
+    catalog = Catalog(repository)
+    product_id = f"p-{uuid.uuid4().hex[:10]}"
+    await repository.upsert_products([SeedProduct(product_id, "P", "", "test", 100, "EUR", 10)])
+    order_id = str(uuid.uuid4())
+    await catalog.reserve_stock(order_id, [StockLine(product_id, 4)])
+
+    settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    producer = EventProducer(settings, client_id="catalog-test")
+    await producer.start()
+    # A rejection without its event id cannot come from orders: it must not
+    # release the order's stock. The approval after it is applied as usual.
+    impossible = _status(order_id, orders_pb2.ORDER_STATUS_REJECTED, event_id="")
+    approval = _status(order_id, orders_pb2.ORDER_STATUS_APPROVED, str(uuid.uuid4()))
+    for value in (impossible, approval):
+        await producer.send(kafka_topic, order_id, value, {"event-id": str(uuid.uuid4())})
+
+    consumer = IdempotentConsumer(
+        settings,
+        pool,
+        {kafka_topic: OrderStatusChangedHandler(ledger_on)},
+        producer,
+        group_id=f"catalog-test-{uuid.uuid4().hex[:8]}",
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _wait_for(lambda: sum(consumer.counts.values()) >= 2)
+    finally:
+        await consumer.stop()
+        await task
+        await producer.stop()
+
+    assert consumer.counts == {"processed": 1, "duplicate": 0, "retried": 0, "dead_lettered": 1}
+    assert (await catalog.get_product(product_id)).stock_available == 6
+    dead = await read_topic(f"{kafka_topic}.dlq", 1)
+    assert [record.value for record in dead] == [impossible]
+    reason = dict(dead[0].headers)["dlq-error"].decode()
+    assert reason == "PoisonMessage: invalid OrderStatusChanged: event_id: is required"

@@ -76,7 +76,7 @@ async def test_get_product_errors(stub: Stub) -> None:
     assert missing.code() == grpc.StatusCode.NOT_FOUND
     empty = await _code_of(stub.GetProduct(catalog_pb2.GetProductRequest(product_id="")))
     assert empty.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field_violations(empty) == {"product_id": "required"}
+    assert field_violations(empty) == {"product_id": "is required"}
     malformed = await _code_of(stub.GetProduct(catalog_pb2.GetProductRequest(product_id="a b")))
     assert malformed.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert list(field_violations(malformed)) == ["product_id"]

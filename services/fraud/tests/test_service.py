@@ -32,13 +32,26 @@ REJECT = fraud_events_pb2.FRAUD_DECISION_REJECT
 def order_placed(
     customer: str = "alice", total_minor: int = 4_498, order_id: str | None = None, **items: int
 ) -> order_events_pb2.OrderPlaced:
+    """An OrderPlaced as orders writes it: lines priced so that they add up to the total.
+
+    Every line but the last costs 1.00 EUR a unit; the last one takes the rest.
+    """
     items = items or {"sku_1": 2, "sku_2": 1}
+    *others, (last, last_quantity) = items.items()
+    rest = total_minor - 100 * sum(quantity for _, quantity in others)
+    assert rest >= 0, "the total is smaller than the other lines"
+    assert rest % last_quantity == 0, "the total does not split into the lines"
+    prices = {pid: 100 for pid, _ in others} | {last: rest // last_quantity}
     return order_events_pb2.OrderPlaced(
         event_id=str(uuid.uuid4()),
         order_id=order_id or str(uuid.uuid4()),
         customer_id=customer,
         items=[
-            orders_pb2.OrderItem(product_id=pid.replace("_", "-"), quantity=qty)
+            orders_pb2.OrderItem(
+                product_id=pid.replace("_", "-"),
+                quantity=qty,
+                unit_price=money_pb2.Money(currency_code="EUR", amount_minor=prices[pid]),
+            )
             for pid, qty in items.items()
         ],
         total=money_pb2.Money(currency_code="EUR", amount_minor=total_minor),
@@ -139,6 +152,34 @@ async def test_poison_events_go_to_the_dlq_and_consumption_goes_on(
     assert len(dead) == 3
     assert all(dict(r.headers)["dlq-error"].startswith(b"PoisonMessage") for r in dead)
     assert await db.fetchval("SELECT order_id FROM decisions") == good.order_id
+
+
+async def test_an_impossible_order_is_dead_lettered_with_its_reason_and_never_scored(
+    fraud: Any, db: Database, topics: Topics, producer: EventProducer, read_topic: Any
+) -> None:
+    # The order of the issue: negative quantity and totals, for an order that
+    # does not exist. Scored, it would have been approved.
+    impossible = order_placed()
+    impossible.items[0].quantity = -2
+    impossible.total.amount_minor = -4_498
+    no_customer = order_placed(customer="")
+    good = order_placed()
+    for event in (impossible, no_customer, good):
+        await publish(producer, topics.order_placed, event)
+    await eventually(lambda: _has(db, 1), within=20)
+    dead = await read_topic(f"{topics.order_placed}.dlq", 2)
+    reasons = {r.key.decode(): dict(r.headers)["dlq-error"].decode() for r in dead}
+    assert reasons == {
+        impossible.order_id: "PoisonMessage: invalid OrderPlaced: "
+        "items[0].quantity: must be between 1 and 100; "
+        "total.amount_minor: must not be negative, got -4498",
+        no_customer.order_id: "PoisonMessage: invalid OrderPlaced: customer_id: is required",
+    }
+    assert [r.value for r in dead if r.key.decode() == impossible.order_id] == [
+        impossible.SerializeToString()
+    ]
+    assert await db.fetchval("SELECT order_id FROM decisions") == good.order_id
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 1
 
 
 async def test_grpc_port_serves_health_and_reflection(fraud: Any) -> None:

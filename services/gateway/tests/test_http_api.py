@@ -265,6 +265,59 @@ async def test_checkout_creates_then_replays_the_same_order(
 
 
 @pytest.mark.parametrize(
+    ("quantity", "description"),
+    [
+        (2.5, "must be a whole number, got 2.5"),
+        ("2", 'must be a whole number, got "2"'),
+        (True, "must be a whole number, got true"),
+        ([2], "must be a whole number, got an array"),
+        (101, "must be between 1 and 100"),
+    ],
+    ids=["fraction", "string", "boolean", "array", "too-many"],
+)
+async def test_a_wrong_quantity_says_what_it_got(
+    http: httpx.AsyncClient, quantity: Any, description: str
+) -> None:
+    body = {"customer_id": "alice", "items": [{"product_id": "p1", "quantity": quantity}]}
+    response = await http.post("/api/checkout", json=body, headers=KEY)
+    assert response.status_code == 400
+    assert error_of(response)["fields"] == [{"field": QUANTITY, "description": description}]
+
+
+async def test_a_400_lists_twenty_fields_and_counts_the_rest(
+    http: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    # 50 lines, each with a bad product id and a bad quantity: 100 violations.
+    body = {"customer_id": "alice", "items": [{"product_id": "no id", "quantity": 0}] * 50}
+    response = await http.post("/api/checkout", json=body, headers=KEY)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert len(error["fields"]) == 20
+    assert error["fields"][:2] == [
+        {"field": "items[0].product_id", "description": error["fields"][0]["description"]},
+        {"field": "items[0].quantity", "description": "must be between 1 and 100"},
+    ]
+    assert error["message"].endswith("; and 80 more")
+    assert len(response.content) < 4096
+    assert fakes.orders.placed == []
+
+
+async def test_a_long_refusal_from_orders_stays_short(
+    http: httpx.AsyncClient, fakes: Fakes
+) -> None:
+    fakes.orders.behaviour.error = InvalidArgument(
+        [FieldViolation(f"items[{i}].product_id", "unknown product") for i in range(10_000)]
+    )
+    response = await http.post("/api/checkout", json=GOOD_ORDER, headers=KEY)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert len(error["fields"]) == 20
+    assert error["message"].endswith("; and 9,980 more")
+    print(f"HTTP 400 for 10,000 refused lines: {len(response.content)} bytes")
+    assert len(response.content) < 4096
+
+
+@pytest.mark.parametrize(
     ("headers", "description"),
     [({}, "header is required"), ({"Idempotency-Key": "short"}, "8 to 128")],
     ids=["missing", "too-short"],

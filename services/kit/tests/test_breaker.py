@@ -152,8 +152,50 @@ def test_rpc_errors_with_business_codes_do_not_count() -> None:
 
     breaker.admit().failed(FakeRpcError(grpc.StatusCode.NOT_FOUND))
     assert breaker.state == "closed"
+    # Shedding load is an answer from a live callee, not a failure.
+    breaker.admit().failed(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED))
+    assert breaker.state == "closed"
     breaker.admit().failed(FakeRpcError(grpc.StatusCode.UNAVAILABLE))
     assert breaker.state == "open"
+
+
+def test_serving_closes_an_open_breaker_before_its_reset_timeout() -> None:
+    breaker = AsyncCircuitBreaker("t-serving", fail_max=1, reset_timeout=60)
+    assert breaker.downstream_serving() is False  # closed: nothing to do
+    breaker.admit().failed(Boom())
+    assert breaker.state == "open"
+    assert breaker.downstream_serving() is True
+    assert breaker.state == "closed"
+    assert breaker.fail_counter == 0
+    breaker.admit().succeeded()
+
+
+async def test_serving_does_not_override_a_trial_in_flight() -> None:
+    breaker = AsyncCircuitBreaker("t-serving-trial", fail_max=1, reset_timeout=0.05)
+    breaker.admit().failed(Boom())
+    await asyncio.sleep(0.06)
+    trial = breaker.admit()
+    assert breaker.downstream_serving() is False
+    trial.succeeded()
+    assert breaker.state == "closed"
+
+
+async def test_serving_is_not_trusted_from_a_downstream_that_fails_its_calls() -> None:
+    """SERVING, yet every call fails: the breaker falls back to its timer, no flapping."""
+    breaker = AsyncCircuitBreaker("t-serving-flap", fail_max=1, reset_timeout=0.2)
+    breaker.admit().failed(Boom())
+    assert breaker.downstream_serving() is True
+    breaker.admit().failed(Boom())  # opened again right after the health-driven close
+    assert breaker.downstream_serving() is False
+    assert breaker.state == "open"
+    await asyncio.sleep(0.21)
+    trial = breaker.admit()  # the ordinary trial after the reset timeout
+    assert trial.trial
+    trial.succeeded()
+    assert breaker.state == "closed"
+    # Recovered by a real call: SERVING is trusted again.
+    breaker.admit().failed(Boom())
+    assert breaker.downstream_serving() is True
 
 
 def test_registry_snapshot_for_healthz() -> None:

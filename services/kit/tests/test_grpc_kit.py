@@ -268,7 +268,9 @@ async def test_half_open_lets_one_trial_through_and_closes_after_success(
     start_server: Start, connect: Connect
 ) -> None:
     catalog = Catalog(plan=["unavailable"] * 3)
-    built = await start_server(catalog)
+    # Health says NOT_SERVING, so only the timer's trial call can close the breaker
+    # (a SERVING answer would close it at once: test_breaker_recovery.py).
+    built = await start_server(catalog, serving=False)
     client = connect(built.port, name="catalog-half-open")
     for _ in range(3):
         with pytest.raises(errors.Unavailable):
@@ -293,7 +295,7 @@ async def test_a_failed_trial_opens_the_breaker_again(
     start_server: Start, connect: Connect
 ) -> None:
     catalog = Catalog(default="unavailable")
-    built = await start_server(catalog)
+    built = await start_server(catalog, serving=False)
     client = connect(built.port, name="catalog-trial-fails")
     for _ in range(3):
         with pytest.raises(errors.Unavailable):

@@ -77,6 +77,8 @@ class FakeRepository:
     orders: dict[str, domain.Order] = field(default_factory=dict)
     keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     outbox: list[domain.OrderPlacedEvent] = field(default_factory=list)
+    #: Pending reservations: order id -> "pending" or "releasing" (what the sweeper claimed).
+    pending: dict[str, str] = field(default_factory=dict)
     down: bool = False
     #: Delay inside add_placed_order, to let concurrent requests interleave.
     write_delay: float = 0.0
@@ -106,9 +108,35 @@ class FakeRepository:
             await asyncio.sleep(self.write_delay)
         if idempotency_key in self.keys:
             raise domain.IdempotencyKeyTaken(idempotency_key)
+        if self.pending.get(order.order_id) != "pending":
+            raise domain.ReservationReleased(order.order_id)
+        del self.pending[order.order_id]
         self.orders[order.order_id] = order
         self.keys[idempotency_key] = (order.order_id, fingerprint)
         self.outbox.append(event)
+
+    async def hold_reservation(self, order_id: str) -> None:
+        self._check()
+        self.pending[order_id] = "pending"
+
+    async def drop_reservation(self, order_id: str) -> None:
+        self._check()
+        self.pending.pop(order_id, None)
+
+    async def claim_reservation(self, order_id: str) -> bool:
+        self._check()
+        if self.pending.get(order_id) != "pending":
+            return False
+        self.pending[order_id] = "releasing"
+        return True
+
+    async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
+        """Claims every pending reservation (the fake has no clock; the hold is the test's)."""
+        self._check()
+        claimed = list(self.pending)[:limit]
+        for order_id in claimed:
+            self.pending[order_id] = "releasing"
+        return claimed
 
     def _check(self) -> None:
         if self.down:

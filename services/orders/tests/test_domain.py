@@ -288,6 +288,113 @@ async def test_a_failed_release_is_reported_not_raised(repository: Any, catalog:
     with pytest.raises(Unavailable, match="database"):
         await checkout.place_order(request())
     assert failures == list(catalog.reservations)
+    # Left for the sweeper (test_a_lost_release_is_made_by_the_sweeper).
+    assert list(checkout.repository.pending) == failures  # type: ignore[attr-defined]
+
+
+async def test_a_lost_release_is_made_by_the_sweeper(repository: Any, catalog: Any) -> None:
+    """The commit fails after the reservation and the compensating release fails too."""
+
+    class FailingWrite(type(repository)):  # type: ignore[misc]
+        async def add_placed_order(self, *args: Any) -> None:
+            raise Unavailable("orders database unavailable", dependency="postgres")
+
+    failing = FailingWrite()
+    catalog.release_fails = True
+    checkout = domain.Checkout(repository=failing, catalog=catalog)
+    with pytest.raises(Unavailable):
+        await checkout.place_order(request())
+    [order_id] = catalog.reservations
+    assert failing.pending == {order_id: "releasing"}  # claimed: the order did not commit
+    assert catalog.stock["sku-1"] == 48
+
+    # The catalog is still refusing: the claimed reservation stays for the next round.
+    assert await domain.release_stale_reservations(failing, catalog, older_than_seconds=30) == 0
+    assert failing.pending == {order_id: "releasing"}
+    catalog.release_fails = False
+    assert await domain.release_stale_reservations(failing, catalog, older_than_seconds=30) == 1
+    assert catalog.reservations == {}
+    assert catalog.stock["sku-1"] == 50
+    assert failing.pending == {}
+
+
+async def test_a_commit_whose_acknowledgement_was_lost_keeps_its_stock(
+    repository: Any, catalog: Any
+) -> None:
+    """The transaction committed but the answer never came back: the order exists."""
+
+    class LostAcknowledgement(type(repository)):  # type: ignore[misc]
+        async def add_placed_order(self, *args: Any) -> None:
+            await super().add_placed_order(*args)
+            raise Unavailable("orders database unavailable", dependency="postgres")
+
+    lost = LostAcknowledgement()
+    checkout = domain.Checkout(repository=lost, catalog=catalog)
+    with pytest.raises(Unavailable):
+        await checkout.place_order(request())
+    [order_id] = lost.orders
+    assert list(catalog.reservations) == [order_id]
+    assert catalog.released == []
+    assert lost.pending == {}
+    assert await domain.release_stale_reservations(lost, catalog, 0) == 0
+    # The client's retry with the same key finds the order, which still holds its stock.
+    again = await domain.Checkout(repository=lost, catalog=catalog)._existing(
+        "checkout-0001", request().fingerprint()
+    )
+    assert again is not None
+    assert again.order.order_id == order_id
+
+
+async def test_the_sweeper_never_releases_a_placed_order(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    placed = await checkout.place_order(request())
+    assert repository.pending == {}
+    assert await domain.release_stale_reservations(repository, catalog, 0) == 0
+    assert list(catalog.reservations) == [placed.order.order_id]
+
+
+async def test_a_reservation_claimed_by_the_sweeper_cannot_commit(
+    repository: Any, catalog: Any
+) -> None:
+    """A checkout stalled past the hold: the sweeper wins, the order is refused, stock returns."""
+    repository.write_delay = 0.05
+    checkout = domain.Checkout(repository=repository, catalog=catalog)
+    stalled = asyncio.create_task(checkout.place_order(request()))
+    await repository.write_started.wait()
+    assert await domain.release_stale_reservations(repository, catalog, 0) == 1
+    with pytest.raises(domain.ReservationReleased) as refused:
+        await stalled
+    assert isinstance(refused.value, Unavailable)  # retryable for the caller
+    assert repository.orders == {}
+    assert catalog.reservations == {}
+    assert catalog.stock["sku-1"] == 50
+    assert repository.pending == {}
+    # The same key can be retried.
+    repository.write_delay = 0
+    assert (await checkout.place_order(request())).created
+
+
+async def test_a_refused_reservation_leaves_nothing_pending(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    catalog.stock["sku-1"] = 0
+    with pytest.raises(FailedPrecondition):
+        await checkout.place_order(request())
+    assert repository.pending == {}
+
+
+async def test_no_reservation_is_made_when_it_cannot_be_recorded(
+    repository: Any, catalog: Any
+) -> None:
+    class UnrecordedHold(type(repository)):  # type: ignore[misc]
+        async def hold_reservation(self, order_id: str) -> None:
+            raise Unavailable("orders database unavailable", dependency="postgres")
+
+    checkout = domain.Checkout(repository=UnrecordedHold(), catalog=catalog)
+    with pytest.raises(Unavailable):
+        await checkout.place_order(request())
+    assert catalog.reservations == {}
 
 
 async def test_a_cancelled_caller_does_not_abandon_the_commit(

@@ -79,6 +79,7 @@ async def publish_decision(
     *,
     event_id: str | None = None,
     reason: str = "",
+    risk_score: int = 42,
     payload: bytes | None = None,
 ) -> str:
     settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
@@ -86,7 +87,11 @@ async def publish_decision(
     await producer.start()
     event_id = event_id or str(uuid.uuid4())
     message = fraud_events_pb2.FraudDecisionMade(
-        event_id=event_id, order_id=order_id, decision=decision, risk_score=42, reason=reason
+        event_id=event_id,
+        order_id=order_id,
+        decision=decision,
+        risk_score=risk_score,
+        reason=reason,
     )
     try:
         await producer.send(
@@ -200,6 +205,25 @@ async def test_bad_requests_name_their_fields(orders: Any, db: Database) -> None
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await orders.stub.GetOrder(orders_pb2.GetOrderRequest(order_id=str(uuid.uuid4())))
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await counts(db))["orders"] == 0
+
+
+async def test_ten_thousand_identical_lines_get_a_small_refusal(orders: Any, db: Database) -> None:
+    request = place_request()
+    del request.items[:]
+    request.items.extend([orders_pb2.OrderItem(product_id="sku-1", quantity=1)] * 10_000)
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await orders.stub.PlaceOrder(request, timeout=5)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    listed = field_violations(error.value)
+    assert len(listed) == 20
+    assert listed["items"] == "must contain 1 to 50 items, got 10000"
+    details = error.value.details() or ""
+    assert details.endswith(" more")
+    # The rich status (message and BadRequest) travels in this trailer.
+    size = len(error.value.trailing_metadata()["grpc-status-details-bin"])
+    print(f"refusal of 10,000 identical lines: {size} bytes (message {len(details)})")
+    assert size < 3072
     assert (await counts(db))["orders"] == 0
 
 
@@ -351,7 +375,13 @@ async def test_database_down_between_reservation_and_commit(
     host, port = database.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)
     proxy = await tcp_proxy(host, int(port))
     through_proxy = database.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
-    orders = await start_orders(make_env(through_proxy, catalog_server.addr), topics)
+    env = make_env(
+        through_proxy,
+        catalog_server.addr,
+        RESERVATION_HOLD_SECONDS="1",
+        RESERVATION_SWEEP_INTERVAL_SECONDS="0.2",
+    )
+    orders = await start_orders(env, topics)
 
     # The database goes away after the stock was reserved, before the commit.
     catalog_server.servicer.after_reserve = proxy.cut
@@ -361,9 +391,10 @@ async def test_database_down_between_reservation_and_commit(
         await orders.stub.PlaceOrder(request, timeout=5)
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE, error.value.details()
     assert time.monotonic() - started < 5
-    assert catalog_server.servicer.reservations == {}
-    assert len(catalog_server.servicer.released) == 1
-    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    # Whether the commit happened cannot be known while the database is away,
+    # so the stock stays held for now (releasing it could strip a stored order).
+    assert len(catalog_server.servicer.reservations) == 1
+    assert catalog_server.servicer.released == []
     catalog_server.servicer.after_reserve = None
 
     # While it is down: a clean UNAVAILABLE before any reservation, and unready within 5 s.
@@ -377,6 +408,14 @@ async def test_database_down_between_reservation_and_commit(
     await proxy.start()
     ready_after = await eventually(lambda: _ready_is(orders, True), within=5)
     print(f"orders unready {unready_after:.1f}s after the cut, ready {ready_after:.1f}s after")
+    assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+
+    # The order was not stored, so the reservation sweeper gives its stock back.
+    async def released() -> bool:
+        return catalog_server.servicer.reservations == {}
+
+    await eventually(released, within=10, what="stock released by the sweeper")
+    assert len(catalog_server.servicer.released) == 1
     # The client retries with the same key: now it is placed, once.
     reply = await orders.stub.PlaceOrder(request, timeout=5)
     assert reply.created
@@ -487,12 +526,18 @@ async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(
     )
     await publish_decision(kafka_bootstrap, topic, "not-a-uuid", 1)
     await publish_decision(kafka_bootstrap, topic, order.order_id, 0)  # UNSPECIFIED
+    # A rejection no fraud service can make: had it been applied, the order
+    # would be rejected (the first decision wins), not approved.
+    await publish_decision(kafka_bootstrap, topic, order.order_id, 2, risk_score=-5)
     await publish_decision(kafka_bootstrap, topic, order.order_id, 1)
     await eventually(lambda: _status_is(db, order.order_id, "APPROVED"), within=30)
-    dead = await read_topic(f"{topic}.dlq", 3)
-    assert len(dead) == 3
+    dead = await read_topic(f"{topic}.dlq", 4)
+    assert len(dead) == 4
     errors = sorted(dict(r.headers)["dlq-error"].decode() for r in dead)
     assert all(e.startswith("PoisonMessage") for e in errors), errors
+    assert (
+        "PoisonMessage: invalid FraudDecisionMade: risk_score: must be between 0 and 100" in errors
+    )
 
 
 async def _status_is(db: Database, order_id: str, status: str) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from emporium.common.v1 import money_pb2
 from emporium.events.v1 import order_events_pb2
 from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer, PoisonMessage
@@ -24,13 +25,23 @@ from emporium.recommendations.repository import (
 )
 
 
-def _placed(order_id: str, *product_ids: str) -> bytes:
+def _placed(order_id: str, *product_ids: str, quantity: int = 1) -> bytes:
+    """An OrderPlaced as orders writes it: each line at 1.00 EUR, the total their sum."""
+    price = money_pb2.Money(currency_code="EUR", amount_minor=100)
     return order_events_pb2.OrderPlaced(
         event_id=str(uuid.uuid4()),
         order_id=order_id,
         customer_id="c-1",
-        items=[orders_pb2.OrderItem(product_id=p, quantity=1) for p in product_ids],
+        items=[
+            orders_pb2.OrderItem(product_id=p, quantity=quantity, unit_price=price)
+            for p in product_ids
+        ],
+        total=money_pb2.Money(currency_code="EUR", amount_minor=100 * quantity * len(product_ids)),
     ).SerializeToString()
+
+
+#: Orders' ids are UUIDs.
+ORDER = "0b0e5d3c-9d4e-4a4b-8f0e-3c1c7a0f5b2e"
 
 
 def _event(value: bytes) -> ConsumedEvent:
@@ -60,16 +71,24 @@ class FakeLedger:
 async def test_an_order_counts_its_pairs_on_the_consumers_connection() -> None:
     ledger = FakeLedger()
     conn = object()
-    await OrderPlacedHandler(ledger.on)(_event(_placed("o-1", "b", "a", "b")), conn)
+    await OrderPlacedHandler(ledger.on)(_event(_placed(ORDER, "b", "a", "c")), conn)
     assert ledger.conns == [conn]
-    assert ledger.counts == Counter({("a", "b"): 1, ("b", "a"): 1})
+    assert ledger.counts == Counter(
+        {("a", "b"): 1, ("b", "a"): 1, ("a", "c"): 1, ("c", "a"): 1, ("b", "c"): 1, ("c", "b"): 1}
+    )
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "value",
-    [b"\xff\xff\xff", _placed("", "a", "b"), _placed("o-1", "a", "not an id")],
-    ids=["undecodable", "no-order-id", "bad-product-id"],
+    [
+        b"\xff\xff\xff",
+        _placed("", "a", "b"),
+        _placed("o-1", "a", "b"),
+        _placed(ORDER, "a", "not an id"),
+        _placed(ORDER, "a", "b", quantity=-2),
+    ],
+    ids=["undecodable", "no-order-id", "order-id-not-a-uuid", "bad-product-id", "negative"],
 )
 async def test_impossible_events_are_poison(value: bytes) -> None:
     ledger = FakeLedger()
@@ -109,13 +128,13 @@ async def test_orders_delivered_twice_count_once_and_poison_goes_to_the_dlq(
     settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
     producer = EventProducer(settings, client_id="recommendations-test")
     await producer.start()
-    first = _placed(f"o1-{suffix}", grinder, beans, scale)
+    first = _placed(str(uuid.uuid4()), grinder, beans, scale)
     first_id = str(uuid.uuid4())
     messages = [
         (first, first_id),
         (first, first_id),  # redelivered
         (b"\xff\xff\xff", str(uuid.uuid4())),  # poison: must not stop the consumer
-        (_placed(f"o2-{suffix}", grinder, beans), str(uuid.uuid4())),
+        (_placed(str(uuid.uuid4()), grinder, beans), str(uuid.uuid4())),
     ]
     for value, event_id in messages:
         await producer.send(kafka_topic, f"o-{suffix}", value, {"event-id": event_id})
@@ -142,3 +161,44 @@ async def test_orders_delivered_twice_count_once_and_poison_goes_to_the_dlq(
     assert [record.value for record in dead] == [b"\xff\xff\xff"]
     headers = {name: value.decode() for name, value in dead[0].headers}
     assert headers["dlq-error"].startswith("PoisonMessage: undecodable OrderPlaced")
+
+
+@pytest.mark.integration
+async def test_an_impossible_order_is_dead_lettered_with_its_reason_and_counts_nothing(
+    pool: Any, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    grinder, beans = f"grinder-{suffix}", f"beans-{suffix}"
+    settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap})
+    producer = EventProducer(settings, client_id="recommendations-test")
+    await producer.start()
+    # The event of the issue: negative quantities and totals. Then a possible order.
+    impossible = _placed(str(uuid.uuid4()), grinder, beans, quantity=-3)
+    possible = _placed(str(uuid.uuid4()), beans, grinder)
+    for value in (impossible, possible):
+        await producer.send(kafka_topic, suffix, value, {"event-id": str(uuid.uuid4())})
+
+    handlers = {kafka_topic: OrderPlacedHandler(PostgresCoPurchaseLedger)}
+    consumer = IdempotentConsumer(
+        settings, pool, handlers, producer, group_id=f"recommendations-test-{suffix}"
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _wait_for(lambda: sum(consumer.counts.values()) >= 2)
+    finally:
+        await consumer.stop()
+        await task
+        await producer.stop()
+
+    assert consumer.counts == {"processed": 1, "duplicate": 0, "retried": 0, "dead_lettered": 1}
+    # Only the possible order was counted.
+    recommendations = Recommendations(PostgresRecommendationRepository(pool))
+    assert await recommendations.list_recommendations(grinder, 0) == [Recommendation(beans, 1)]
+    dead = await _dead_letters(kafka_bootstrap, f"{kafka_topic}.dlq")
+    assert [record.value for record in dead] == [impossible]
+    headers = {name: value.decode() for name, value in dead[0].headers}
+    assert headers["dlq-error"] == (
+        "PoisonMessage: invalid OrderPlaced: items[0].quantity: must be between 1 and 100; "
+        "items[1].quantity: must be between 1 and 100; "
+        "total.amount_minor: must not be negative, got -600"
+    )

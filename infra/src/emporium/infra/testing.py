@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 
+from emporium.infra import passwords
 from emporium.infra.settings import CONFIG_NAMESPACE, INFRA_DIR, StackSettings, stack_file
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -75,7 +76,7 @@ class _Mocks(pulumi.runtime.Mocks):
             self.resources.append(registered)
             self.by_key[(args.typ, args.name)] = registered
         outputs = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == passwords.TYPE:
             outputs["result"] = f"mock-password-{args.name}"
         elif args.typ.startswith("eks:"):
             # Multi-language components: echoing their inputs back would hand the

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from emporium.infra import contract, model
 from emporium.infra.components._k8s import custom_resource, helm_release, namespace
+from emporium.infra.passwords import GeneratedPassword
 from emporium.infra.settings import StackSettings
 
 STRIMZI_API = "kafka.strimzi.io/v1"
@@ -98,14 +98,9 @@ class Kafka(pulumi.ComponentResource):
 
         credentials: dict[str, KafkaCredentials] = {}
         for service in contract.DATA_SERVICES:
-            password = pulumi.Output.secret(
-                random.RandomPassword(
-                    f"{name}-{service}-password",
-                    length=32,
-                    special=False,
-                    opts=pulumi.ResourceOptions(parent=self),
-                ).result
-            )
+            child = pulumi.ResourceOptions(parent=self)
+            generated = GeneratedPassword(f"{name}-{service}-password", opts=child)
+            password = pulumi.Output.secret(generated.result)
             secret = k8s.core.v1.Secret(
                 f"{name}-{service}-password",
                 metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from emporium.infra import contract, model
 from emporium.infra.components._k8s import custom_resource, helm_release, namespace
+from emporium.infra.passwords import GeneratedPassword
 from emporium.infra.settings import StackSettings
 
 CNPG_API = "postgresql.cnpg.io/v1"
@@ -59,14 +59,9 @@ class Postgres(pulumi.ComponentResource):
 
         urls: dict[str, pulumi.Output[str]] = {}
         for service in contract.DATA_SERVICES:
-            password = pulumi.Output.secret(
-                random.RandomPassword(
-                    f"{name}-{service}-password",
-                    length=32,
-                    special=False,
-                    opts=pulumi.ResourceOptions(parent=self),
-                ).result
-            )
+            child = pulumi.ResourceOptions(parent=self)
+            generated = GeneratedPassword(f"{name}-{service}-password", opts=child)
+            password = pulumi.Output.secret(generated.result)
             owner = k8s.core.v1.Secret(
                 f"{name}-{service}-owner",
                 metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -3,7 +3,9 @@
 ``orders.order-status-changed.v1``: when an order is rejected, the stock it
 reserved goes back on sale. The release runs on the connection of the
 consumer's transaction, the one that also records the event id, so a
-redelivered event releases nothing twice.
+redelivered event releases nothing twice. An event that breaks the contracts'
+rules (no order id, an unknown status...) releases nothing: it goes to the
+dead-letter topic with the reason.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from emporium.catalog.domain import StockLedger, require_order_id
+from emporium.catalog.domain import StockLedger
+from emporium.contracts.events import order_status_changed_violations
 from emporium.events.v1 import order_events_pb2
-from emporium.kit.errors import InvalidArgument
+from emporium.kit.errors import describe_violations
 from emporium.kit.kafka import ConsumedEvent, PoisonMessage, parse_event
 from emporium.orders.v1 import orders_pb2
 
@@ -33,12 +36,11 @@ class OrderStatusChangedHandler:
 
     async def __call__(self, event: ConsumedEvent, conn: Any) -> None:
         changed = parse_event(order_events_pb2.OrderStatusChanged, event.value)
+        if violations := order_status_changed_violations(changed):
+            raise PoisonMessage(f"invalid OrderStatusChanged: {describe_violations(violations)}")
         if changed.status != orders_pb2.ORDER_STATUS_REJECTED:
             return
-        try:
-            order_id = require_order_id(changed.order_id)
-        except InvalidArgument as error:
-            raise PoisonMessage(f"OrderStatusChanged without a valid order id: {error}") from error
+        order_id = changed.order_id
         async with self._ledger_on(conn, order_id) as ledger:
             released = await ledger.release()
         log.info(

@@ -25,18 +25,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+from emporium.contracts import limits
 from emporium.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 
-#: Product ids are short slugs, e.g. ``espresso-grinder``.
-PRODUCT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Reservations are keyed by the caller's order id (orders sends UUIDs); any
+#: short token is accepted so that another caller's keys work too.
 ORDER_ID_MAX_LENGTH = 128
 ORDER_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-MAX_BATCH_PRICE_IDS = 100
-MAX_RESERVATION_ITEMS = 50
-MAX_ITEM_QUANTITY = 100
 
 _PAGE_TOKEN_PREFIX = "after:"
 
@@ -129,11 +124,8 @@ class CatalogRepository(Protocol):
 
 
 def validate_product_id(value: str, field: str = "product_id") -> FieldViolation | None:
-    if not value:
-        return FieldViolation(field, "required")
-    if not PRODUCT_ID_PATTERN.fullmatch(value):
-        return FieldViolation(field, "must be 1-64 characters of letters, digits, '.', '_' or '-'")
-    return None
+    problem = limits.PRODUCT_ID.problem(value)
+    return FieldViolation(field, problem) if problem else None
 
 
 def _order_id_violation(value: str) -> FieldViolation | None:
@@ -162,9 +154,10 @@ def require_order_id(value: str) -> str:
 
 
 def page_size_or_default(page_size: int) -> int:
-    if page_size < 0 or page_size > MAX_PAGE_SIZE:
-        raise InvalidArgument({"page_size": f"must be between 0 and {MAX_PAGE_SIZE}"})
-    return page_size or DEFAULT_PAGE_SIZE
+    """0 (unset) is the default page size."""
+    if page_size and (problem := limits.PAGE_SIZE.problem(page_size)):
+        raise InvalidArgument({"page_size": f"{problem}, or 0 for the default"})
+    return page_size or limits.DEFAULT_PAGE_SIZE
 
 
 def encode_page_token(last_product_id: str) -> str:
@@ -190,8 +183,8 @@ def validate_price_ids(product_ids: Sequence[str]) -> list[str]:
     """Distinct ids in request order (asking twice for one price is harmless)."""
     if not product_ids:
         raise InvalidArgument({"product_ids": "at least one product id is required"})
-    if len(product_ids) > MAX_BATCH_PRICE_IDS:
-        raise InvalidArgument({"product_ids": f"at most {MAX_BATCH_PRICE_IDS} ids per call"})
+    if len(product_ids) > limits.PRICE_BATCH.maximum:
+        raise InvalidArgument({"product_ids": f"at most {limits.PRICE_BATCH.maximum} ids per call"})
     violations = [
         violation
         for index, product_id in enumerate(product_ids)
@@ -206,14 +199,14 @@ def validate_reservation(order_id: str, lines: Sequence[StockLine]) -> list[Stoc
     violations: list[FieldViolation] = []
     if violation := _order_id_violation(order_id):
         violations.append(violation)
-    if not lines:
-        violations.append(FieldViolation("items", "at least one item is required"))
-    elif len(lines) > MAX_RESERVATION_ITEMS:
+    if limits.ORDER_ITEMS.problem(len(lines)):
         violations.append(
-            FieldViolation("items", f"at most {MAX_RESERVATION_ITEMS} items per order")
+            FieldViolation(
+                "items", f"must contain {limits.ORDER_ITEMS.rule()} items, got {len(lines)}"
+            )
         )
     seen: set[str] = set()
-    for index, line in enumerate(lines[:MAX_RESERVATION_ITEMS]):
+    for index, line in enumerate(lines[: limits.ORDER_ITEMS.maximum]):
         if violation := validate_product_id(line.product_id, f"items[{index}].product_id"):
             violations.append(violation)
         elif line.product_id in seen:
@@ -221,12 +214,8 @@ def validate_reservation(order_id: str, lines: Sequence[StockLine]) -> list[Stoc
                 FieldViolation(f"items[{index}].product_id", "appears more than once")
             )
         seen.add(line.product_id)
-        if not 1 <= line.quantity <= MAX_ITEM_QUANTITY:
-            violations.append(
-                FieldViolation(
-                    f"items[{index}].quantity", f"must be between 1 and {MAX_ITEM_QUANTITY}"
-                )
-            )
+        if problem := limits.QUANTITY.problem(line.quantity):
+            violations.append(FieldViolation(f"items[{index}].quantity", problem))
     if violations:
         raise InvalidArgument(violations)
     return sorted(lines, key=lambda line: line.product_id)

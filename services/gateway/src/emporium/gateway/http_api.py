@@ -207,7 +207,7 @@ def build_app(
         return JSONResponse(result.as_json())
 
     async def product_page(request: Request) -> Response:
-        product_id = validation.resource_id(request.path_params["product_id"], "product_id")
+        product_id = validation.product_id(request.path_params["product_id"])
         page, degradation = await storefront.product_page(product_id)
         if degradation is not None:
             metrics.DEGRADED_RESPONSES.labels(PRODUCT_PAGE_ROUTE, degradation.dependency).inc()
@@ -233,7 +233,7 @@ def build_app(
         )
 
     async def get_order(request: Request) -> Response:
-        order_id = validation.resource_id(request.path_params["order_id"], "order_id")
+        order_id = validation.order_id(request.path_params["order_id"])
         order = await storefront.order(order_id)
         return JSONResponse({"order": order.as_json()}, headers={"Cache-Control": "no-store"})
 

@@ -2,7 +2,9 @@
 
 Every problem becomes an :class:`~emporium.kit.errors.InvalidArgument` naming
 the field (``items[1].quantity``), so a client learns everything that is wrong
-with a request in one answer and never gets a 500 for bad input.
+with a request in one answer and never gets a 500 for bad input. The limits
+are the contracts' (``emporium.contracts.limits``), the same the services
+enforce, so what passes here is never refused downstream for a limit.
 """
 
 from __future__ import annotations
@@ -11,20 +13,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from emporium.contracts import limits
 from emporium.gateway.model import CheckoutRequest, OrderLine
 from emporium.kit.errors import FieldViolation, InvalidArgument
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-MAX_PAGE_TOKEN_LENGTH = 512
-MAX_ID_LENGTH = 128
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_KEY_MIN_LENGTH = 8
-IDEMPOTENCY_KEY_MAX_LENGTH = 128
-MAX_ITEMS = 50
-MAX_QUANTITY = 1000
 #: Request bodies larger than this are refused before parsing.
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = limits.MAX_BODY_BYTES
 
 
 class MalformedBody(InvalidArgument):
@@ -37,36 +32,41 @@ class MalformedBody(InvalidArgument):
 def page_query(query: Mapping[str, str]) -> tuple[int, str]:
     """``page_size`` (1..100, default 20) and ``page_token`` of a list request."""
     problems: list[FieldViolation] = []
-    page_size = DEFAULT_PAGE_SIZE
+    page_size = limits.DEFAULT_PAGE_SIZE
     raw_size = query.get("page_size")
     if raw_size is not None and raw_size != "":
         try:
             page_size = int(raw_size)
         except ValueError:
-            problems.append(FieldViolation("page_size", "must be a whole number"))
+            problems.append(
+                FieldViolation("page_size", f"must be a whole number, got {raw_size[:20]!r}")
+            )
         else:
-            if not 1 <= page_size <= MAX_PAGE_SIZE:
-                problems.append(
-                    FieldViolation("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
-                )
+            if problem := limits.PAGE_SIZE.problem(page_size):
+                problems.append(FieldViolation("page_size", problem))
     page_token = query.get("page_token", "")
-    if len(page_token) > MAX_PAGE_TOKEN_LENGTH:
+    if len(page_token) > limits.MAX_PAGE_TOKEN_LENGTH:
         problems.append(
-            FieldViolation("page_token", f"must be at most {MAX_PAGE_TOKEN_LENGTH} characters")
+            FieldViolation(
+                "page_token", f"must be at most {limits.MAX_PAGE_TOKEN_LENGTH} characters"
+            )
         )
     if problems:
         raise InvalidArgument(problems)
     return page_size, page_token
 
 
-def resource_id(value: str, field: str) -> str:
-    """A product or order id taken from the path."""
-    if not value.strip():
-        raise InvalidArgument({field: "must not be empty"})
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument({field: f"must be at most {MAX_ID_LENGTH} characters"})
-    if not value.isprintable():
-        raise InvalidArgument({field: "must contain printable characters only"})
+def product_id(value: str) -> str:
+    """A product id taken from the path."""
+    if problem := limits.PRODUCT_ID.problem(value):
+        raise InvalidArgument({"product_id": problem})
+    return value
+
+
+def order_id(value: str) -> str:
+    """An order id taken from the path."""
+    if problem := limits.ORDER_ID.problem(value):
+        raise InvalidArgument({"order_id": problem})
     return value
 
 
@@ -78,15 +78,8 @@ def idempotency_key(headers: Mapping[str, str]) -> str:
             {field: "header is required: a unique key per checkout attempt, reused on retry"}
         )
     key = key.strip()
-    if not IDEMPOTENCY_KEY_MIN_LENGTH <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
-        raise InvalidArgument(
-            {
-                field: f"must be {IDEMPOTENCY_KEY_MIN_LENGTH} to "
-                f"{IDEMPOTENCY_KEY_MAX_LENGTH} characters long"
-            }
-        )
-    if not (key.isascii() and key.isprintable()):
-        raise InvalidArgument({field: "must contain printable ASCII characters only"})
+    if problem := limits.IDEMPOTENCY_KEY.problem(key):
+        raise InvalidArgument({field: problem})
     return key
 
 
@@ -114,17 +107,19 @@ def checkout_request(key: str, document: Any) -> CheckoutRequest:
     if not isinstance(document, dict):
         raise InvalidArgument({"body": f"must be a JSON object, not {_kind(document)}"})
     problems: list[FieldViolation] = []
-    customer_id = _text(document, "customer_id", "customer_id", problems)
+    customer_id = _text(document, "customer_id", "customer_id", limits.CUSTOMER_ID, problems)
     items: list[OrderLine] = []
     raw_items = document.get("items")
     if raw_items is None:
         problems.append(FieldViolation("items", "is required"))
     elif not isinstance(raw_items, list):
         problems.append(FieldViolation("items", f"must be an array, not {_kind(raw_items)}"))
-    elif not raw_items:
-        problems.append(FieldViolation("items", "must contain at least one item"))
-    elif len(raw_items) > MAX_ITEMS:
-        problems.append(FieldViolation("items", f"must contain at most {MAX_ITEMS} items"))
+    elif limits.ORDER_ITEMS.problem(len(raw_items)):
+        problems.append(
+            FieldViolation(
+                "items", f"must contain {limits.ORDER_ITEMS.rule()} items, got {len(raw_items)}"
+            )
+        )
     else:
         for index, raw in enumerate(raw_items):
             line = _order_line(raw, f"items[{index}]", problems)
@@ -140,7 +135,7 @@ def _order_line(raw: Any, path: str, problems: list[FieldViolation]) -> OrderLin
     if not isinstance(raw, dict):
         problems.append(FieldViolation(path, f"must be an object, not {_kind(raw)}"))
         return None
-    product_id = _text(raw, "product_id", f"{path}.product_id", problems)
+    product_id = _text(raw, "product_id", f"{path}.product_id", limits.PRODUCT_ID, problems)
     quantity = raw.get("quantity")
     field = f"{path}.quantity"
     if quantity is None:
@@ -150,10 +145,10 @@ def _order_line(raw: Any, path: str, problems: list[FieldViolation]) -> OrderLin
     if isinstance(quantity, float) and quantity.is_integer():
         quantity = int(quantity)
     if isinstance(quantity, bool) or not isinstance(quantity, int):
-        problems.append(FieldViolation(field, f"must be a whole number, not {_kind(quantity)}"))
+        problems.append(FieldViolation(field, f"must be a whole number, got {_shown(quantity)}"))
         return None
-    if not 1 <= quantity <= MAX_QUANTITY:
-        problems.append(FieldViolation(field, f"must be between 1 and {MAX_QUANTITY}"))
+    if problem := limits.QUANTITY.problem(quantity):
+        problems.append(FieldViolation(field, problem))
         return None
     if product_id is None:
         return None
@@ -161,7 +156,11 @@ def _order_line(raw: Any, path: str, problems: list[FieldViolation]) -> OrderLin
 
 
 def _text(
-    document: dict[str, Any], key: str, field: str, problems: list[FieldViolation]
+    document: dict[str, Any],
+    key: str,
+    field: str,
+    rule: limits.Text,
+    problems: list[FieldViolation],
 ) -> str | None:
     value = document.get(key)
     if value is None:
@@ -174,14 +173,19 @@ def _text(
     if not value:
         problems.append(FieldViolation(field, "must not be empty"))
         return None
-    # Also refuses lone surrogates, which no UTF-8 (protobuf) string can carry.
-    if not value.isprintable():
-        problems.append(FieldViolation(field, "must contain printable characters only"))
-        return None
-    if len(value) > MAX_ID_LENGTH:
-        problems.append(FieldViolation(field, f"must be at most {MAX_ID_LENGTH} characters"))
+    # The rule also refuses lone surrogates, which no UTF-8 (protobuf) string can carry.
+    if problem := rule.problem(value):
+        problems.append(FieldViolation(field, problem))
         return None
     return value
+
+
+def _shown(value: Any) -> str:
+    """A short JSON rendering of a scalar, or its kind: ``2.5``, ``"2"``, ``true``, an array."""
+    if isinstance(value, list | dict):
+        return _kind(value)
+    shown = json.dumps(value)
+    return shown if len(shown) <= 24 else shown[:20] + "..."
 
 
 def _kind(value: Any) -> str:

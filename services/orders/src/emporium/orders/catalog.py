@@ -72,4 +72,13 @@ class CatalogClient:
             ),
             context=contextvars.Context(),
         )
+        # If the caller is cancelled meanwhile, the release goes on and its outcome
+        # is not awaited: retrieve it here (a failure leaves the pending
+        # reservation claimed, and the sweeper releases it).
+        release.add_done_callback(_retrieve)
         await asyncio.shield(release)
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -8,9 +8,11 @@ roll back as one.
 
 from __future__ import annotations
 
+from emporium.contracts.events import fraud_decision_made_violations
 from emporium.events.v1 import fraud_events_pb2
 from emporium.kit import metrics
 from emporium.kit.db import UnitOfWork
+from emporium.kit.errors import describe_violations
 from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
 from emporium.orders import domain, messages
 from emporium.orders.repository import PostgresOrderStatusStore
@@ -18,8 +20,14 @@ from emporium.orders.topics import Topics
 
 
 def decode_fraud_decision(payload: bytes) -> domain.FraudDecision:
-    """The decision in a ``fraud.decision-made.v1`` payload, or PoisonMessage."""
+    """The decision in a ``fraud.decision-made.v1`` payload, or PoisonMessage.
+
+    A decision that breaks the contracts' rules (no order id, a risk score out
+    of range...) is never applied: it goes to the dead-letter topic with the reason.
+    """
     message = parse_event(fraud_events_pb2.FraudDecisionMade, payload)
+    if violations := fraud_decision_made_violations(message):
+        raise PoisonMessage(f"invalid FraudDecisionMade: {describe_violations(violations)}")
     try:
         return messages.fraud_decision_from_wire(message)
     except messages.InvalidDecision as error:

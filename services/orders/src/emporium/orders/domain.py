@@ -1,20 +1,30 @@
 """Checkout and order status: the business rules, with no gRPC or SQL in sight.
 
 The flow of :meth:`Checkout.place_order` is what makes "an acknowledged order
-is never lost" hold:
+is never lost" and "no reserved stock leaks" hold:
 
 1. validate the request; a known idempotency key returns its order at once;
 2. ask the catalog for current prices (idempotent, retried by the client);
-3. allocate the order id and reserve stock under it (the catalog keys
-   reservations by order id, so a retried reservation is harmless; when the
-   answer is lost the reservation is released, which is always safe);
+3. allocate the order id and record a *pending reservation* for it in the
+   orders database (committed), THEN reserve stock under it at the catalog
+   (the catalog keys reservations by order id, so a retried reservation is
+   harmless; when the answer is lost the reservation is released, which is
+   always safe);
 4. write the order, its items, the idempotency key and the ``OrderPlaced``
-   outbox event in ONE transaction. Only after that commit is the order
-   acknowledged; the relay publishes the event whenever Kafka is reachable.
+   outbox event in ONE transaction that also settles the pending reservation.
+   Only after that commit is the order acknowledged; the relay publishes the
+   event whenever Kafka is reachable.
 
-If step 4 fails the reserved stock is released (best effort) and the caller
-gets UNAVAILABLE: nothing was acknowledged, so nothing is lost, and the same
-idempotency key can be retried.
+If step 4 fails the reserved stock is released at once and the pending
+reservation forgotten, and the caller gets an error: nothing was
+acknowledged, so nothing is lost, and the same idempotency key can be retried.
+When that release cannot be made (the catalog is down or shedding load, the
+process dies), the pending reservation stays, and
+:func:`release_stale_reservations` (run by the orders service's sweeper)
+releases it once it is older than the hold. The repository makes the commit
+and the sweeper exclude each other: an order whose reservation the sweeper
+claimed cannot commit (:class:`ReservationReleased`), and the sweeper never
+claims a reservation whose order is committing.
 """
 
 from __future__ import annotations
@@ -24,13 +34,13 @@ import enum
 import hashlib
 import json
 import logging
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from emporium.contracts import limits
 from emporium.kit.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -38,18 +48,13 @@ from emporium.kit.errors import (
     InvalidArgument,
     NotFound,
     ServiceError,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
 
-#: 8 to 128 printable ASCII characters (orders.proto, docs/api.md).
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x20-\x7e]{8,128}")
-MAX_CUSTOMER_ID_LENGTH = 64
-MAX_ITEMS = 50
-MAX_QUANTITY = 100
-MAX_PRODUCT_ID_LENGTH = 64
 #: Totals are int64 on the wire.
-MAX_AMOUNT_MINOR = 2**63 - 1
+MAX_AMOUNT_MINOR = limits.AMOUNT_MINOR.maximum
 
 
 class OrderStatus(enum.StrEnum):
@@ -158,6 +163,22 @@ class IdempotencyKeyTaken(Exception):
     """The key was committed by another request while this one was running."""
 
 
+class ReservationReleased(Unavailable):
+    """The sweeper released this checkout's stock before its order could commit.
+
+    Only a checkout stalled for longer than the hold meets this; nothing was
+    acknowledged and the caller may retry with the same idempotency key.
+    """
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(
+            f"the stock reservation of order {order_id} was released before the order "
+            "could be stored; retry",
+            dependency="postgres",
+        )
+        self.order_id = order_id
+
+
 # --- the edges the domain talks to -------------------------------------------------
 
 
@@ -181,10 +202,38 @@ class OrderRepository(Protocol):
     async def add_placed_order(
         self, order: Order, idempotency_key: str, fingerprint: str, event: OrderPlacedEvent
     ) -> None:
-        """Order, items, key and outbox event in one transaction.
+        """Order, items, key and outbox event in one transaction, settling its reservation.
 
-        Raises :class:`IdempotencyKeyTaken` when the key already exists and
-        ``Unavailable`` when the database cannot be reached.
+        Raises :class:`IdempotencyKeyTaken` when the key already exists,
+        :class:`ReservationReleased` when the order's pending reservation is no
+        longer pending (the sweeper claimed it) and ``Unavailable`` when the
+        database cannot be reached.
+        """
+        ...
+
+    async def hold_reservation(self, order_id: str) -> None:
+        """Records (committed) that stock is about to be reserved for ``order_id``."""
+        ...
+
+    async def drop_reservation(self, order_id: str) -> None:
+        """Forgets the pending reservation of ``order_id`` (released, or never made)."""
+        ...
+
+    async def claim_reservation(self, order_id: str) -> bool:
+        """Claims the pending reservation of a checkout whose commit failed.
+
+        True when it was still pending, which proves the order did not commit
+        (the commit settles it): its stock may be released. False when the
+        order committed after all (only the acknowledgement was lost) or the
+        sweeper has it already.
+        """
+        ...
+
+    async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
+        """Claims pending reservations older than the hold, and ones whose release failed.
+
+        A claimed reservation can no longer be settled by its order's commit.
+        Reservations whose order is committing right now are never claimed.
         """
         ...
 
@@ -215,39 +264,26 @@ def new_id() -> str:
 
 
 def validate_place_order(request: PlaceOrder) -> None:
-    """Raises InvalidArgument naming every field that is wrong."""
+    """Raises InvalidArgument naming every field that is wrong (the contracts' limits)."""
     violations: list[FieldViolation] = []
 
-    def bad(name: str, why: str) -> None:
-        violations.append(FieldViolation(name, why))
+    def bad(name: str, why: str | None) -> None:
+        if why is not None:
+            violations.append(FieldViolation(name, why))
 
-    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(request.idempotency_key):
-        bad(
-            "idempotency_key",
-            "must be 8 to 128 printable ASCII characters",
-        )
-    if not request.customer_id:
-        bad("customer_id", "is required")
-    elif len(request.customer_id) > MAX_CUSTOMER_ID_LENGTH:
-        bad("customer_id", f"must be at most {MAX_CUSTOMER_ID_LENGTH} characters")
-    elif not request.customer_id.isprintable():
-        # NUL cannot be stored in PostgreSQL text; control characters have no business here.
-        bad("customer_id", "must contain printable characters only")
-    if not request.items:
-        bad("items", "at least one item is required")
-    elif len(request.items) > MAX_ITEMS:
-        bad("items", f"at most {MAX_ITEMS} items per order")
+    bad("idempotency_key", limits.IDEMPOTENCY_KEY.problem(request.idempotency_key))
+    # NUL cannot be stored in PostgreSQL text; the rule refuses control characters.
+    bad("customer_id", limits.CUSTOMER_ID.problem(request.customer_id))
+    if limits.ORDER_ITEMS.problem(len(request.items)):
+        bad("items", f"must contain {limits.ORDER_ITEMS.rule()} items, got {len(request.items)}")
     seen: set[str] = set()
-    for index, item in enumerate(request.items[:MAX_ITEMS]):
-        if not item.product_id:
-            bad(f"items[{index}].product_id", "is required")
-        elif len(item.product_id) > MAX_PRODUCT_ID_LENGTH:
-            bad(f"items[{index}].product_id", f"must be at most {MAX_PRODUCT_ID_LENGTH} characters")
-        elif item.product_id in seen:
-            bad(f"items[{index}].product_id", "duplicate product; use one item with a quantity")
+    for index, item in enumerate(request.items[: limits.ORDER_ITEMS.maximum]):
+        problem = limits.PRODUCT_ID.problem(item.product_id)
+        if problem is None and item.product_id in seen:
+            problem = "duplicate product; use one item with a quantity"
+        bad(f"items[{index}].product_id", problem)
         seen.add(item.product_id)
-        if not 1 <= item.quantity <= MAX_QUANTITY:
-            bad(f"items[{index}].quantity", f"must be between 1 and {MAX_QUANTITY}")
+        bad(f"items[{index}].quantity", limits.QUANTITY.problem(item.quantity))
     if violations:
         raise InvalidArgument(violations)
 
@@ -316,6 +352,9 @@ class Checkout:
         total = order_total(lines)
 
         order_id = self.new_id()
+        # Written before the catalog is asked: whatever happens next, the
+        # sweeper can find and release what this checkout may have reserved.
+        await self.repository.hold_reservation(order_id)
         await self._reserve(order_id, request.items)
         now = self.clock()
         order = Order(
@@ -361,7 +400,9 @@ class Checkout:
         try:
             await self.catalog.reserve_stock(order_id, items)
         except ServiceError as error:
-            if not error.business:
+            if error.business:
+                await self._forget(order_id)
+            else:
                 await self._release(order_id)
             raise
         except asyncio.CancelledError:
@@ -405,16 +446,82 @@ class Checkout:
         return PlaceOrderResult(order, created=False)
 
     async def _release(self, order_id: str) -> None:
-        """Best effort: a failure here leaves a reservation for an order that does not exist."""
+        """Gives the stock of a checkout that failed back now, if it provably did not commit.
+
+        The pending reservation is claimed first: that succeeds only if the
+        order's transaction did not commit (a commit whose acknowledgement was
+        lost did, and keeps its stock). When the claim cannot be made (the
+        database is away) or the release fails, the sweeper releases the stock
+        later; the pending reservation is still there exactly when the order
+        is not.
+        """
+        try:
+            claimed = await self.repository.claim_reservation(order_id)
+        except (ServiceError, OSError, TimeoutError) as error:
+            log.warning(
+                "stock of a checkout that failed is left for the reservation sweeper",
+                extra={"order_id": order_id, "error": str(error)},
+            )
+            return
+        if not claimed:
+            log.warning(
+                "checkout failed but its reservation is no longer pending; stock kept",
+                extra={"order_id": order_id},
+            )
+            return
         try:
             await self.catalog.release_stock(order_id)
         except (ServiceError, OSError, TimeoutError) as error:
-            log.error(
-                "could not release stock of an order that was not placed",
+            log.warning(
+                "stock of an order that was not placed could not be released now;"
+                " the reservation sweeper releases it",
                 extra={"order_id": order_id, "error": str(error)},
             )
             if self.on_release_failure is not None:
                 self.on_release_failure(order_id, error)
+            return
+        await self._forget(order_id)
+
+    async def _forget(self, order_id: str) -> None:
+        """Drops the pending reservation; if that fails the sweeper releases it again (harmless)."""
+        try:
+            await self.repository.drop_reservation(order_id)
+        except (ServiceError, OSError, TimeoutError) as error:
+            log.info(
+                "pending reservation left for the sweeper",
+                extra={"order_id": order_id, "error": str(error)},
+            )
+
+
+async def release_stale_reservations(
+    repository: OrderRepository,
+    catalog: Catalog,
+    older_than_seconds: float,
+    limit: int = 100,
+) -> int:
+    """Releases the stock of checkouts that never committed; returns how many were released.
+
+    Claims pending reservations older than the hold (their checkout has given
+    up or died, and can no longer commit once claimed), releases each at the
+    catalog (idempotent; it also refuses a reservation arriving after its
+    release) and forgets it. A release that fails stays claimed and is tried
+    again on the next round.
+    """
+    claimed = await repository.claim_stale_reservations(older_than_seconds, limit)
+    released = 0
+    for order_id in claimed:
+        try:
+            await catalog.release_stock(order_id)
+        except (ServiceError, OSError, TimeoutError) as error:
+            log.warning(
+                "could not release the stock of an abandoned checkout; trying again later",
+                extra={"order_id": order_id, "error": str(error)},
+            )
+            continue
+        await repository.drop_reservation(order_id)
+        released += 1
+        log.info("stock of an abandoned checkout released", extra={"order_id": order_id})
+    return released
 
 
 async def apply_fraud_decision(

@@ -13,6 +13,7 @@ from emporium.orders.catalog import CatalogClient
 from emporium.orders.grpc_api import SERVICE_NAME, OrderServicer
 from emporium.orders.repository import PostgresOrderRepository
 from emporium.orders.settings import OrdersSettings
+from emporium.orders.sweeper import ReservationSweeper
 from emporium.orders.topics import Topics
 from emporium.orders.v1.orders_pb2_grpc import add_OrderServiceServicer_to_server
 
@@ -31,7 +32,9 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
 
     producer = await service.producer(settings)
 
-    checkout = domain.Checkout(PostgresOrderRepository(database, topics), CatalogClient(catalog))
+    repository = PostgresOrderRepository(database, topics)
+    catalog_client = CatalogClient(catalog)
+    checkout = domain.Checkout(repository, catalog_client)
     service.add_grpc_service(
         add_OrderServiceServicer_to_server, OrderServicer(checkout), SERVICE_NAME
     )
@@ -41,6 +44,16 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
         "fraud-decision-consumer", settings, database, consumers.handlers(topics), producer
     )
     service.add_component("outbox-relay", OutboxRelay(database, producer, health=service.health))
+    # Releases the stock of checkouts whose commit failed and whose release was lost.
+    service.add_component(
+        "reservation-sweeper",
+        ReservationSweeper(
+            repository,
+            catalog_client,
+            hold_seconds=settings.reservation_hold_seconds,
+            interval_seconds=settings.reservation_sweep_interval_seconds,
+        ),
+    )
     return service
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from emporium.kit.db import Database, UnitOfWork
 from emporium.kit.outbox import enqueue
-from emporium.orders import domain, messages
+from emporium.orders import domain, messages, reservations
 from emporium.orders.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class PostgresOrderRepository:
         event: domain.OrderPlacedEvent,
     ) -> None:
         async with self._db.unit_of_work() as connection:
+            # First, so the row lock fences off the reservation sweeper (reservations.py).
+            if not await reservations.settle(connection, order.order_id):
+                raise domain.ReservationReleased(order.order_id)
             await connection.execute(
                 """
                 INSERT INTO orders (order_id, customer_id, status, status_reason,
@@ -124,6 +127,22 @@ class PostgresOrderRepository:
                 message=messages.order_placed_to_wire(event),
                 event_id=event.event_id,
             )
+
+    async def hold_reservation(self, order_id: str) -> None:
+        async with self._db.connection() as connection:
+            await reservations.hold(connection, order_id)
+
+    async def drop_reservation(self, order_id: str) -> None:
+        async with self._db.connection() as connection:
+            await reservations.drop(connection, order_id)
+
+    async def claim_reservation(self, order_id: str) -> bool:
+        async with self._db.connection() as connection:
+            return await reservations.claim(connection, order_id)
+
+    async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
+        async with self._db.connection() as connection:
+            return await reservations.claim_stale(connection, older_than_seconds, limit)
 
 
 class PostgresOrderStatusStore:

@@ -7,19 +7,19 @@ nothing is invented: a product nobody bought yet has no recommendations.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import permutations
 from typing import Protocol
 
+from emporium.contracts import limits
 from emporium.kit.errors import FieldViolation, InvalidArgument
 
-#: Same shape as the catalog's product ids; this service does not ask the
-#: catalog whether a product exists (it would make the catalog critical here).
-PRODUCT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-DEFAULT_MAX_RESULTS = 4
-MAX_RESULTS = 20
+# Product ids are checked against the contracts' rule only: this service does
+# not ask the catalog whether a product exists (it would make the catalog
+# critical here).
+DEFAULT_MAX_RESULTS = limits.DEFAULT_RECOMMENDATIONS
+MAX_RESULTS = limits.RECOMMENDATIONS.maximum
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,8 @@ class CoPurchaseLedger(Protocol):
 
 
 def _product_id_violation(value: str, field: str) -> FieldViolation | None:
-    if not value:
-        return FieldViolation(field, "required")
-    if not PRODUCT_ID_PATTERN.fullmatch(value):
-        return FieldViolation(field, "must be 1-64 characters of letters, digits, '.', '_' or '-'")
-    return None
+    problem = limits.PRODUCT_ID.problem(value)
+    return FieldViolation(field, problem) if problem else None
 
 
 def validate_request(product_id: str, max_results: int) -> int:
@@ -59,8 +56,8 @@ def validate_request(product_id: str, max_results: int) -> int:
     violations = []
     if violation := _product_id_violation(product_id, "product_id"):
         violations.append(violation)
-    if not 0 <= max_results <= MAX_RESULTS:
-        violations.append(FieldViolation("max_results", f"must be between 0 and {MAX_RESULTS}"))
+    if max_results and (problem := limits.RECOMMENDATIONS.problem(max_results)):
+        violations.append(FieldViolation("max_results", f"{problem}, or 0 for the default"))
     if violations:
         raise InvalidArgument(violations)
     return max_results or DEFAULT_MAX_RESULTS

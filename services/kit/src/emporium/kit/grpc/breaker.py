@@ -24,6 +24,17 @@ under the breaker's lock for bookkeeping only, never across an ``await``:
    pybreaker's own. :meth:`Admission.release` records nothing (the caller gave
    up, or its own deadline cut the call short).
 
+Recovery follows the downstream's readiness, not only the clock: when the
+downstream's own gRPC health service answers SERVING over the same channel
+(:meth:`AsyncCircuitBreaker.downstream_serving`, called by the client's
+probe), an open breaker closes at once instead of waiting out
+``reset_timeout``. That answer is a successful call to the downstream, the
+same evidence a trial call would give, without making a customer's request
+the trial. A downstream that reports SERVING yet fails its calls would flap
+the breaker; so when a breaker opens again within ``reset_timeout`` of a
+health-driven close, SERVING is not trusted again until the breaker has
+recovered by the ordinary trial call.
+
 The only pybreaker internals used are ``_lock``, ``_state_storage.opened_at``
 and the state objects' ``_handle_success``/``_handle_error``; they are the same
 in 1.0 through 1.4.1 and covered by services/kit/tests/test_breaker.py.
@@ -73,6 +84,17 @@ def is_business_error(error: BaseException) -> bool:
     return False
 
 
+def is_overload(error: BaseException) -> bool:
+    """True when the callee shed the call (RESOURCE_EXHAUSTED): it is up, just full.
+
+    Not a failure for the breaker: opening it would turn a partial overload,
+    where most calls still succeed, into a full outage for ``reset_timeout``.
+    The caller still gets Unavailable for this one call (and no retry, which
+    would add load).
+    """
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class _MetricsListener(pybreaker.CircuitBreakerListener):
     """Mirrors state changes in emporium_breaker_state and _transitions_total."""
 
@@ -98,7 +120,10 @@ class AsyncCircuitBreaker:
         *,
         fail_max: int = 5,
         reset_timeout: float = 10.0,
-        exclude: Iterable[type[BaseException] | Callable[[Any], bool]] = (is_business_error,),
+        exclude: Iterable[type[BaseException] | Callable[[Any], bool]] = (
+            is_business_error,
+            is_overload,
+        ),
         listeners: Iterable[pybreaker.CircuitBreakerListener] = (),
     ) -> None:
         self.name = name
@@ -110,6 +135,9 @@ class AsyncCircuitBreaker:
             name=name,
         )
         self._trial_in_flight = False
+        #: When SERVING last closed the breaker, and whether SERVING is trusted now.
+        self._health_closed_at: datetime | None = None
+        self._trust_serving = True
         self._lock: threading.RLock = self.breaker._lock
         metrics.BREAKER_STATE.labels(name).set(STATE_GAUGE[STATE_CLOSED])
 
@@ -143,12 +171,49 @@ class AsyncCircuitBreaker:
                 self._trial_in_flight = True
             return Admission(self, trial)
 
+    @property
+    def is_open(self) -> bool:
+        return self.state == STATE_OPEN
+
+    def downstream_serving(self) -> bool:
+        """The downstream's health service answered SERVING: close an open breaker.
+
+        Returns True when this closed the breaker. Ignored while a trial call
+        is in flight (the trial decides) and after a health-driven close was
+        followed by a prompt re-opening (the downstream says SERVING but fails
+        its calls), until an ordinary trial call closes the breaker again.
+        """
+        cb = self.breaker
+        with self._lock:
+            if cb.state.name == STATE_CLOSED or self._trial_in_flight:
+                return False
+            opened_at = cb._state_storage.opened_at
+            if (
+                self._health_closed_at is not None
+                and opened_at is not None
+                and (opened_at - self._health_closed_at).total_seconds() < cb.reset_timeout
+            ):
+                self._trust_serving = False
+            if not self._trust_serving:
+                return False
+            self._health_closed_at = datetime.now(UTC)
+            log.info(
+                "circuit breaker closed: downstream reports SERVING",
+                extra={"downstream": self.name},
+            )
+            cb.close()
+            return True
+
     def _record(self, admission: Admission, error: BaseException | None) -> None:
         with self._lock:
             if admission.trial:
                 self._trial_in_flight = False
             state = self.breaker.state
             if error is None:
+                if admission.trial:
+                    # An ordinary trial closed it: SERVING may be trusted again.
+                    self._trust_serving = True
+                    self._health_closed_at = None
                 state._handle_success()
                 return
             # pybreaker signals "this failure opened the breaker" by raising

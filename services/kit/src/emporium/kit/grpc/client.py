@@ -13,11 +13,18 @@ Every call made with :meth:`DownstreamClient.call`:
 4. maps the downstream's status back to the kit's errors, so a handler can
    let ``NotFound`` or ``InvalidArgument`` (with its field violations) flow
    to its own caller, and degrade on ``Unavailable``/``DeadlineExceeded``.
+
+While the breaker is open the client probes the downstream's standard gRPC
+health service every ``PROBE_INTERVAL_SECONDS``; the first SERVING answer
+closes the breaker (:meth:`AsyncCircuitBreaker.downstream_serving`), so calls
+flow again within about a probe interval of the downstream being ready,
+instead of after the breaker's ``reset_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -25,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
+import pybreaker
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
@@ -32,7 +40,12 @@ from grpc_status import rpc_status
 from emporium.kit import errors, metrics
 from emporium.kit.config import Downstream
 from emporium.kit.grpc import deadlines
-from emporium.kit.grpc.breaker import AsyncCircuitBreaker, BreakerOpen, BreakerRegistry
+from emporium.kit.grpc.breaker import (
+    STATE_OPEN,
+    AsyncCircuitBreaker,
+    BreakerOpen,
+    BreakerRegistry,
+)
 from emporium.kit.grpc.interceptors import client_interceptors, split_method
 from emporium.kit.health import HealthRegistry
 
@@ -50,12 +63,16 @@ BACKOFF_BASE_SECONDS = 0.025
 MIN_ATTEMPT_SECONDS = 0.01
 #: Timeout of the background check of the downstream's gRPC health service.
 HEALTH_CHECK_TIMEOUT_SECONDS = 0.5
+#: How often an open breaker asks the downstream's health service whether it is back.
+PROBE_INTERVAL_SECONDS = 0.25
 
 #: Reconnect quickly after a downstream restarts (the gRPC default backs off to 120 s).
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    # At most 1 s between connection attempts, so a downstream that is back is
+    # reached within about a second (the probe below needs a connection).
+    ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     # Service-to-service traffic never goes through an HTTP proxy.
@@ -142,7 +159,9 @@ class DownstreamClient:
             downstream.name,
             fail_max=downstream.breaker_fail_max,
             reset_timeout=downstream.breaker_reset_seconds,
+            listeners=[_ProbeWhenOpen(self)],
         )
+        self._probe: asyncio.Task[None] | None = None
         if breakers is not None:
             breakers.add(self.breaker)
         self._health_stub = health_pb2_grpc.HealthStub(self.channel)
@@ -258,10 +277,49 @@ class DownstreamClient:
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError(f"{self.name} reports {status}")
+        self.breaker.downstream_serving()
         return f"{status}, breaker {self.breaker.state}"
 
+    def _start_probe(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            return
+        try:
+            self._probe = asyncio.get_running_loop().create_task(
+                self._probe_until_closed(), name=f"breaker-probe-{self.name}"
+            )
+        except RuntimeError:  # no event loop (the breaker was driven synchronously)
+            self._probe = None
+
+    async def _probe_until_closed(self) -> None:
+        """Asks the downstream's health service whether it is back, while the breaker is open."""
+        while self.breaker.is_open:
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+            try:
+                reply = await self._health_stub.Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=PROBE_INTERVAL_SECONDS
+                )
+            except grpc.RpcError:
+                continue
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                self.breaker.downstream_serving()
+
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self.channel.close(grace=None)
+
+
+class _ProbeWhenOpen(pybreaker.CircuitBreakerListener):
+    """Starts the client's health probe when its breaker opens."""
+
+    def __init__(self, client: DownstreamClient) -> None:
+        self._client = client
+
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        if new_state.name == STATE_OPEN:
+            self._client._start_probe()
 
 
 def _backoff(attempt: int) -> float:

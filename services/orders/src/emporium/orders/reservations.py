@@ -1,0 +1,79 @@
+"""SQL of the pending-reservation log (migration 0002), kept apart from the order writes.
+
+See :class:`emporium.orders.domain.OrderRepository` for what each function
+promises and docs/decisions/orders-fraud.md for why the log lives here.
+"""
+
+from __future__ import annotations
+
+from emporium.kit.db import Executor
+
+
+async def hold(connection: Executor, order_id: str) -> None:
+    """Records, in its own committed statement, that stock is about to be reserved."""
+    await connection.execute("INSERT INTO pending_reservations (order_id) VALUES ($1)", order_id)
+
+
+async def drop(connection: Executor, order_id: str) -> None:
+    """Forgets a reservation that was released (or never made)."""
+    await connection.execute("DELETE FROM pending_reservations WHERE order_id = $1", order_id)
+
+
+async def settle(connection: Executor, order_id: str) -> bool:
+    """Inside the order's transaction: True when the reservation was still pending.
+
+    Deleting the row locks it until the transaction ends, so the sweeper
+    (``FOR UPDATE SKIP LOCKED``) cannot claim it meanwhile; False means the
+    sweeper claimed it first and the order must not commit.
+    """
+    settled = await connection.fetchval(
+        "DELETE FROM pending_reservations WHERE order_id = $1 AND state = 'pending' RETURNING true",
+        order_id,
+    )
+    return bool(settled)
+
+
+async def claim(connection: Executor, order_id: str) -> bool:
+    """Claims one checkout's pending reservation after its commit failed.
+
+    True when it was still pending: the order did not commit (its commit
+    would have deleted the row), so its stock may be released. False when the
+    order committed after all (the failure was only the acknowledgement) or
+    the sweeper has it.
+    """
+    claimed = await connection.fetchval(
+        "UPDATE pending_reservations SET state = 'releasing', claimed_at = now()"
+        " WHERE order_id = $1 AND state = 'pending' RETURNING true",
+        order_id,
+    )
+    return bool(claimed)
+
+
+async def claim_stale(connection: Executor, older_than_seconds: float, limit: int) -> list[str]:
+    """Marks pending reservations older than the hold 'releasing' and returns them.
+
+    Reservations already 'releasing' (a release that failed before) come back
+    at once. Rows locked by a committing checkout are skipped.
+    """
+    rows = await connection.fetch(
+        """
+        UPDATE pending_reservations AS p
+           SET state = 'releasing', claimed_at = now()
+         WHERE p.order_id IN (
+                SELECT order_id FROM pending_reservations
+                 WHERE state = 'releasing'
+                    OR created_at < now() - make_interval(secs => $1::float8)
+                 ORDER BY created_at
+                 LIMIT $2
+                   FOR UPDATE SKIP LOCKED)
+        RETURNING p.order_id::text AS order_id
+        """,
+        older_than_seconds,
+        limit,
+    )
+    return [row["order_id"] for row in rows]
+
+
+async def count(connection: Executor) -> int:
+    """Reservations not settled yet (for /healthz and the benchmark)."""
+    return int(await connection.fetchval("SELECT count(*) FROM pending_reservations"))
