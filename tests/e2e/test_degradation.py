@@ -228,6 +228,7 @@ def test_orders_database_down(system: System, restore: list[str]) -> None:
 
     # Recovery follows readiness: once every /readyz is green, checkouts succeed
     # at once (no stale pooled connection fails them).
+    # Every checkout succeeds at its first try, the first within about a second.
     system.wait_all_ready()
     green = time.monotonic()
     order_ids = []
@@ -235,8 +236,10 @@ def test_orders_database_down(system: System, restore: list[str]) -> None:
         response = system.checkout(f"db-back-{i}", [{"product_id": product_id, "quantity": 1}])
         assert response.status_code == 201, response.text
         order_ids.append(response.json()["order"]["order_id"])
-    took = time.monotonic() - green
-    assert took < 2.0, f"5 checkouts took {took:.1f}s after every /readyz was green"
+        if i == 0:
+            first = time.monotonic() - green
+    print(f"first checkout stored {first:.2f}s after every /readyz was green")
+    assert first < 1.5, f"the first checkout took {first:.1f}s after every /readyz was green"
     assert set(system.wait_decided(order_ids).values()) == {"approved"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -216,8 +217,13 @@ async def test_health_check_fails_when_the_database_refuses_connections(
         # Lost and refused connections surface as the kit's one error.
         with pytest.raises(DatabaseUnavailable):
             await check()
+        await eventually(lambda: asyncio.sleep(0, database.unreachable), within=5)
+        # Known unreachable: a request fails fast instead of waiting the 2 s acquire
+        # timeout, so callers answer UNAVAILABLE within their own deadlines.
+        started = time.monotonic()
         with pytest.raises(DatabaseUnavailable):
             await database.fetchval("SELECT 1")
+        assert time.monotonic() - started < 1.0
         await refuse_connections(admin_dsn, name, refuse=False)
         # No stale connection is handed out after the outage: the first query works.
         assert await eventually(lambda: database.ping(within=1.0), within=10) < 2.5

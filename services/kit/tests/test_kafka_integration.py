@@ -132,6 +132,52 @@ async def _counted(consumer: IdempotentConsumer, **expected: int) -> bool:
     return all(consumer.counts[name] == value for name, value in expected.items())
 
 
+async def test_a_batch_commits_together_and_a_poison_message_does_not_hold_it_back(
+    kafka_settings: KafkaSettings,
+    effects_pool: Database,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    read_topic: Callable[..., Awaitable[list[Any]]],
+) -> None:
+    topic = await topic_factory("batch", partitions=3)
+    keys = ["a", "b", "c"]
+    await effects_pool.execute("CREATE TABLE effect_transactions (txid bigint NOT NULL)")
+
+    async def handler(event: ConsumedEvent, conn: UnitOfWork) -> None:
+        if event.value == b"poison":
+            raise PoisonMessage("not a valid OrderPlaced")
+        await record_effect(event, conn)
+        # The top-level transaction, savepoints or not.
+        await conn.execute("INSERT INTO effect_transactions VALUES (txid_current())")
+
+    futures = []
+    for i in range(60):
+        value = b"poison" if i == 7 else f"{keys[i % 3]}-{i}".encode()
+        futures.append(
+            await producer.submit(topic, keys[i % 3], value, {"event-id": f"batch-{i}"})
+        )
+    await asyncio.gather(*futures)
+    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: handler})
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _counted(consumer, processed=59, dead_lettered=1))
+    finally:
+        await consumer.stop()
+        await task
+
+    assert len(await read_topic(f"{topic}.dlq", expected=1)) == 1
+    applied = [payload for _, payload in await effects(effects_pool)]
+    assert len(applied) == 59
+    for key in keys:  # per-key order kept, around the poison message too
+        mine = [int(p.split("-")[1]) for p in applied if p.startswith(f"{key}-")]
+        assert mine == sorted(mine), (key, mine)
+    # Many events per transaction: far fewer transactions than events.
+    transactions = await effects_pool.fetchval(
+        "SELECT count(DISTINCT txid) FROM effect_transactions"
+    )
+    assert transactions < 30, f"{transactions} transactions for 59 events"
+
+
 async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(
     kafka_settings: KafkaSettings,
     effects_pool: Database,
@@ -566,7 +612,7 @@ async def _committed_offset(bootstrap: str, group: str, topic: str) -> int:
 
 
 async def _child(database_url: str, bootstrap: str, topic: str, group: str) -> None:
-    """The consumer process of the kill test: 100 ms per message, until killed."""
+    """The consumer process of the kill test: 100 ms per message, 5 per batch, until killed."""
 
     async def slow_effect(event: ConsumedEvent, conn: UnitOfWork) -> None:
         await record_effect(event, conn)
@@ -576,7 +622,10 @@ async def _child(database_url: str, bootstrap: str, topic: str, group: str) -> N
     pool = await open_database(database_url, max_size=2)
     producer = EventProducer(settings)
     await producer.start()
-    consumer = IdempotentConsumer(settings, pool, {topic: slow_effect}, producer, group_id=group)
+    # Small batches, so the kill lands with some batches committed and one in flight.
+    consumer = IdempotentConsumer(
+        settings, pool, {topic: slow_effect}, producer, group_id=group, batch_size=5
+    )
     await consumer.run()
 
 

@@ -285,8 +285,18 @@ class UnitOfWork(Session):
     and :func:`emporium.kit.outbox.enqueue` take.
     """
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A part of the transaction that is undone alone if the block raises."""
+        async with self._conn.transaction():
+            yield
+
 
 # -- the pool -------------------------------------------------------------------------
+
+
+#: How long a request waits for a connection while the database is known unreachable.
+UNREACHABLE_ACQUIRE_TIMEOUT = 0.25
 
 
 class Database:
@@ -314,8 +324,26 @@ class Database:
     ) -> None:
         self.acquire_timeout = acquire_timeout
         instrument_database()
+        # Whether the pool's last attempt to connect failed: requests then wait
+        # only briefly for a connection and fail fast with DatabaseUnavailable
+        # (within their callers' deadlines) instead of the whole acquire timeout.
+        self.unreachable = False
+        database = self
+
+        class Connection(psycopg.AsyncConnection[Any]):
+            @classmethod
+            async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    conn = await super().connect(*args, **kwargs)
+                except psycopg.OperationalError:
+                    database.unreachable = True
+                    raise
+                database.unreachable = False
+                return conn
+
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             url,
+            connection_class=Connection,
             min_size=min_size,
             max_size=max_size,
             open=False,
@@ -372,12 +400,16 @@ class Database:
     async def close(self) -> None:
         await self._pool.close()
 
+    def _timeout(self, requested: float | None) -> float:
+        timeout = self.acquire_timeout if requested is None else requested
+        return min(timeout, UNREACHABLE_ACQUIRE_TIMEOUT) if self.unreachable else timeout
+
     @asynccontextmanager
     async def connection(self, acquire_timeout: float | None = None) -> AsyncIterator[Session]:
         """A pooled connection in autocommit mode, for work that is not one transaction
         (session-level advisory locks, LISTEN)."""
         try:
-            async with self._pool.connection(timeout=acquire_timeout) as conn:
+            async with self._pool.connection(timeout=self._timeout(acquire_timeout)) as conn:
                 yield Session(conn)
         except Exception as error:
             if is_connection_error(error) and not isinstance(error, DatabaseUnavailable):
@@ -390,7 +422,7 @@ class Database:
     ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """The driver's connection, for the kit's own modules (the relay's LISTEN) only."""
         try:
-            async with self._pool.connection(timeout=acquire_timeout) as conn:
+            async with self._pool.connection(timeout=self._timeout(acquire_timeout)) as conn:
                 yield conn
         except Exception as error:
             if is_connection_error(error) and not isinstance(error, DatabaseUnavailable):
@@ -401,7 +433,10 @@ class Database:
     async def unit_of_work(self, acquire_timeout: float | None = None) -> AsyncIterator[UnitOfWork]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         try:
-            async with self._pool.connection(timeout=acquire_timeout) as conn, conn.transaction():
+            async with (
+                self._pool.connection(timeout=self._timeout(acquire_timeout)) as conn,
+                conn.transaction(),
+            ):
                 yield UnitOfWork(conn)
         except Exception as error:
             if is_connection_error(error) and not isinstance(error, DatabaseUnavailable):

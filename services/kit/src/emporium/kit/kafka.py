@@ -63,7 +63,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from emporium.kit import metrics
 from emporium.kit.config import KafkaSettings
-from emporium.kit.db import Database, UnitOfWork, is_retryable
+from emporium.kit.db import Database, UnitOfWork, is_connection_error, is_retryable
 from emporium.kit.health import HealthRegistry
 from emporium.kit.telemetry import extract_context, inject_headers
 
@@ -479,16 +479,28 @@ class IdempotentConsumer:
             await self._sleep(1.0)
             return
         try:
-            for tp, records in batches.items():
-                for record in records:
-                    if self._stopping.is_set():
-                        return
-                    if tp not in consumer.assignment():
-                        break  # revoked meanwhile; the new owner gets the rest
-                    self._positions[tp] = record.offset
-                    await self._process(ConsumedEvent.from_record(record))
-                    self._pending[tp] = record.offset + 1
-                    self._positions[tp] = record.offset + 1
+            events = [
+                (tp, ConsumedEvent.from_record(record))
+                for tp, records in batches.items()
+                if tp in consumer.assignment()
+                for record in records
+            ]
+            # The whole poll in one transaction; what it could not apply goes
+            # one by one through the retrying path below, in order.
+            later = (
+                await self._apply_batch(events)
+                if len(events) > 1
+                else [(tp, event, None) for tp, event in events]
+            )
+            for tp, event, failed_before in later:
+                if self._stopping.is_set():
+                    return
+                if tp not in consumer.assignment():
+                    continue  # revoked meanwhile; the new owner gets the rest
+                self._positions[tp] = event.offset
+                await self._process(event, failed_before)
+                self._pending[tp] = event.offset + 1
+                self._positions[tp] = event.offset + 1
         finally:
             if batches:
                 await self._commit()
@@ -530,8 +542,78 @@ class IdempotentConsumer:
 
     # -- one message ---------------------------------------------------------
 
-    async def _process(self, event: ConsumedEvent) -> None:
-        handler = self._handlers.get(event.topic)
+    async def _apply_batch(
+        self, events: list[tuple[TopicPartition, ConsumedEvent]]
+    ) -> list[tuple[TopicPartition, ConsumedEvent, BaseException | None]]:
+        """Applies a poll's events in one transaction: ledger rows and effects, one commit.
+
+        Each event runs in a savepoint of that transaction. An event whose
+        handler fails is undone alone and left for the one-by-one path
+        (retries, the dead-letter topic), and so is every later event of its
+        partition, which keeps per-key order; the others commit together.
+        If the transaction itself fails (the database went away, the commit
+        failed), nothing of it happened and every event takes the one-by-one
+        path, which waits for the database. Returns the events left over, in
+        order, with the error of their attempt in the batch (it counts as their
+        first attempt). Offsets move only after the commit.
+        """
+        applied: list[tuple[TopicPartition, ConsumedEvent, str, trace.Span, float]] = []
+        later: list[tuple[TopicPartition, ConsumedEvent, BaseException | None]] = []
+        held_back: set[TopicPartition] = set()
+        try:
+            async with self._db.unit_of_work() as uow:
+                for tp, event in events:
+                    if self._stopping.is_set():
+                        break  # stop() finishes the event in hand; the rest is redelivered
+                    handler = self._handlers.get(event.topic)
+                    if tp in held_back or handler is None:
+                        held_back.add(tp)
+                        later.append((tp, event, None))
+                        continue
+                    started = time.perf_counter()
+                    span = tracer.start_span(
+                        f"process {event.topic}",
+                        context=extract_context(event.headers),
+                        kind=SpanKind.CONSUMER,
+                        attributes=self._span_attributes(event),
+                    )
+                    try:
+                        with trace.use_span(span, end_on_exit=False):
+                            async with uow.savepoint():
+                                outcome = await self._apply_in(uow, event, handler)
+                    except Exception as error:
+                        span.end()  # its retry gets a span of its own
+                        if is_connection_error(error):
+                            raise  # the transaction is gone: all of it one by one
+                        held_back.add(tp)
+                        later.append((tp, event, error))
+                        continue
+                    applied.append((tp, event, outcome, span, started))
+        except Exception as error:
+            for *_, span, _ in applied:
+                span.record_exception(error)
+                span.end()
+            log.warning(
+                "batch transaction failed; applying its events one by one",
+                extra={"group": self.group_id, "error": f"{type(error).__name__}: {error}"},
+            )
+            return [(tp, event, None) for tp, event in events]
+        for tp, event, outcome, span, started in applied:
+            span.set_attribute("emporium.consumer.outcome", outcome)
+            span.set_attribute("emporium.consumer.attempts", 1)
+            span.set_attribute("emporium.consumer.batch_size", len(applied))
+            span.end()
+            metrics.KAFKA_MESSAGES.labels(event.topic, self.group_id, outcome).inc()
+            metrics.KAFKA_PROCESSING_DURATION.labels(event.topic, self.group_id).observe(
+                time.perf_counter() - started
+            )
+            self.counts[outcome] += 1
+            if tp not in held_back:
+                self._pending[tp] = event.offset + 1
+                self._positions[tp] = event.offset + 1
+        return later
+
+    def _span_attributes(self, event: ConsumedEvent) -> dict[str, Any]:
         attributes = {
             **_messaging_attributes(event.topic, "process"),
             "messaging.consumer.group.name": self.group_id,
@@ -541,6 +623,13 @@ class IdempotentConsumer:
         }
         if event.key is not None:
             attributes["messaging.kafka.message.key"] = event.key
+        return attributes
+
+    async def _process(
+        self, event: ConsumedEvent, failed_before: BaseException | None = None
+    ) -> None:
+        handler = self._handlers.get(event.topic)
+        attributes = self._span_attributes(event)
         started = time.perf_counter()
         with tracer.start_as_current_span(
             f"process {event.topic}",
@@ -548,7 +637,7 @@ class IdempotentConsumer:
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         ) as span:
-            outcome = await self._deliver(event, handler, span)
+            outcome = await self._deliver(event, handler, span, failed_before)
             span.set_attribute("emporium.consumer.outcome", outcome)
         metrics.KAFKA_MESSAGES.labels(event.topic, self.group_id, outcome).inc()
         metrics.KAFKA_PROCESSING_DURATION.labels(event.topic, self.group_id).observe(
@@ -557,7 +646,11 @@ class IdempotentConsumer:
         self.counts[outcome] += 1
 
     async def _deliver(
-        self, event: ConsumedEvent, handler: Handler | None, span: trace.Span
+        self,
+        event: ConsumedEvent,
+        handler: Handler | None,
+        span: trace.Span,
+        failed_before: BaseException | None = None,
     ) -> str:
         attempt = 0
         transient_failures = 0
@@ -565,6 +658,10 @@ class IdempotentConsumer:
             attempt += 1
             span.set_attribute("emporium.consumer.attempts", attempt)
             try:
+                if failed_before is not None:
+                    # The batch's attempt failed like this: it counts as the first.
+                    error, failed_before = failed_before, None
+                    raise error
                 if handler is None:
                     raise PoisonMessage(f"no handler for topic {event.topic}")
                 return await self._apply(event, handler)
@@ -614,19 +711,23 @@ class IdempotentConsumer:
 
     async def _apply(self, event: ConsumedEvent, handler: Handler) -> str:
         async with self._db.unit_of_work() as uow:
-            first_time = await uow.fetchval(
-                "INSERT INTO processed_events"
-                " (consumer_group, event_id, topic, kafka_partition, kafka_offset)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
-                self.group_id,
-                event.event_id,
-                event.topic,
-                event.partition,
-                event.offset,
-            )
-            if not first_time:
-                return "duplicate"
-            await handler(event, uow)
+            return await self._apply_in(uow, event, handler)
+
+    async def _apply_in(self, uow: UnitOfWork, event: ConsumedEvent, handler: Handler) -> str:
+        """The ledger row and the handler's effect, in the caller's transaction."""
+        first_time = await uow.fetchval(
+            "INSERT INTO processed_events"
+            " (consumer_group, event_id, topic, kafka_partition, kafka_offset)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+            self.group_id,
+            event.event_id,
+            event.topic,
+            event.partition,
+            event.offset,
+        )
+        if not first_time:
+            return "duplicate"
+        await handler(event, uow)
         return "processed"
 
     async def _database_up(self) -> bool:
