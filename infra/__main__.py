@@ -4,39 +4,48 @@ components, export what the chart needs (docs/infrastructure.md)."""
 import pulumi
 
 from emporium.infra import chart_values, contract
-from emporium.infra.components.application import ApplicationEnvironment
-from emporium.infra.components.cluster import Cluster
-from emporium.infra.components.data_namespace import DataNamespace
-from emporium.infra.components.kafka import Kafka
-from emporium.infra.components.observability import Observability
-from emporium.infra.components.postgres import Postgres
+from emporium.infra.components.application import ApplicationEnvironment, ApplicationEnvironmentArgs
+from emporium.infra.components.cluster import Cluster, ClusterArgs
+from emporium.infra.components.data_namespace import DataNamespace, DataNamespaceArgs
+from emporium.infra.components.kafka import Kafka, KafkaArgs
+from emporium.infra.components.observability import Observability, ObservabilityArgs
+from emporium.infra.components.postgres import Postgres, PostgresArgs
 from emporium.infra.settings import CONFIG_NAMESPACE, StackSettings
 
 config = pulumi.Config(CONFIG_NAMESPACE)
 settings = StackSettings.from_pulumi_config(config)
 env = settings.environment
 
-cluster = Cluster("cluster", settings.cluster, env)
-provider = cluster.provider
+cluster = Cluster("cluster", ClusterArgs.from_settings(settings))
+# Every Kubernetes resource below goes to this cluster.
+on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
 needs_data_namespace = settings.kafka.mode == "strimzi" or settings.postgres.mode == "cnpg"
-data = DataNamespace("data", env, provider) if needs_data_namespace else None
+data = DataNamespace("data", DataNamespaceArgs(env), on_cluster) if needs_data_namespace else None
 kafka = Kafka(
     "kafka",
-    settings,
-    provider,
-    data.namespace if data else None,
-    external_credentials=config.get_secret_object("externalKafkaCredentials"),
+    KafkaArgs.from_settings(
+        settings,
+        data_namespace=data.namespace if data else None,
+        external_credentials=config.get_secret_object("externalKafkaCredentials"),
+    ),
+    on_cluster,
 )
 postgres = Postgres(
     "postgres",
-    settings,
-    provider,
-    data.namespace if data else None,
-    external_urls=config.get_secret_object("externalDatabaseUrls"),
+    PostgresArgs.from_settings(
+        settings,
+        data_namespace=data.namespace if data else None,
+        external_urls=config.get_secret_object("externalDatabaseUrls"),
+    ),
+    on_cluster,
 )
 if settings.observability.enabled:
-    Observability("observability", settings, provider)
-app = ApplicationEnvironment("app", settings, provider, postgres.database_urls, kafka.credentials)
+    Observability("observability", ObservabilityArgs.from_settings(settings), on_cluster)
+app = ApplicationEnvironment(
+    "app",
+    ApplicationEnvironmentArgs.from_settings(settings, postgres.database_urls, kafka.credentials),
+    on_cluster,
+)
 
 pulumi.export("environment", env)
 pulumi.export("namespace", app.namespace)

@@ -11,8 +11,11 @@
 # it ends, with its seconds; its output goes to .cache/setup-logs/<step>.log,
 # and the tail of that log is printed when it fails.
 #
-#   scripts/setup.sh            run every step
-#   scripts/setup.sh --list     list the steps by lane
+#   scripts/setup.sh                  run every step
+#   scripts/setup.sh --list           list the steps by lane
+#   scripts/setup.sh --only helm      only the steps whose name contains "helm"
+#   scripts/setup.sh --skip image     every step but those whose name contains "image"
+#                                     (both repeatable, case-insensitive)
 #
 # To add a tool: write an idempotent scripts/install-<tool>.sh (pinned in
 # scripts/versions.env) and add a `step "Name" command...` line under the lane
@@ -57,64 +60,95 @@ step "Kubernetes control plane (etcd, kube-apiserver, KWOK)" scripts/install-kub
 step "grpcurl"                         scripts/install-grpcurl.sh
 step "dashboard checker"               scripts/install-dashboardcheck.sh
 step "Pulumi CLI and kubernetes provider" scripts/install-pulumi.sh
+step "OpenTofu and providers"          scripts/install-tofu.sh
 
 # --- running them -------------------------------------------------------------
+# (In a function called on the last line, so bash has read the whole file
+# before any step runs: editing this file during a run cannot derail it.)
 
-if [[ "${1:-}" == "--list" ]]; then
+usage() { sed -n '14,19p' "$0" | sed 's/^# \{0,1\}//'; }
+
+main() {
+  local -a only=() skip=()
+  while (($#)); do
+    case "$1" in
+      --list) list_steps; return 0 ;;
+      --only) only+=("$2"); shift 2 ;;
+      --skip) skip+=("$2"); shift 2 ;;
+      -h|--help) usage; return 0 ;;
+      *) echo "setup: unknown argument $1" >&2; usage >&2; return 2 ;;
+    esac
+  done
+  selected=()
+  local i p keep
+  for i in "${!names[@]}"; do
+    keep=$(( ${#only[@]} == 0 ))
+    for p in "${only[@]}"; do if [[ "${names[$i],,}" == *"${p,,}"* ]]; then keep=1; fi; done
+    for p in "${skip[@]}"; do if [[ "${names[$i],,}" == *"${p,,}"* ]]; then keep=0; fi; done
+    if ((keep)); then selected+=("$i"); fi
+  done
+  ((${#selected[@]})) || { echo "setup: no step matches" >&2; return 2; }
+
+  mkdir -p "$logs"
+  marks=$(mktemp -d)
+  trap 'rm -rf "$marks"' EXIT
+  started=$(date +%s)
+  total=${#names[@]}
+  local l
+  local -a pids=()
+  for l in "${lane_order[@]}"; do
+    run_lane "$l" &
+    pids+=("$!")
+  done
+  for p in "${pids[@]}"; do wait "$p" || true; done
+
+  local failed
+  failed=$(cat "$marks"/* 2>/dev/null || true)
+  if [[ -n "$failed" ]]; then
+    printf 'setup: FAILED after %ss; failed step(s): %s\n' "$(($(date +%s) - started))" \
+      "$(paste -sd, <<<"$failed" | sed 's/,/, /g')" >&2
+    return 1
+  fi
+  printf 'setup: %d steps done in %ss\n' "${#selected[@]}" "$(($(date +%s) - started))"
+}
+
+list_steps() {
+  local l i
   for l in "${lane_order[@]}"; do
     echo "$l:"
-    for i in "${!names[@]}"; do [[ "${lanes[$i]}" == "$l" ]] && echo "  ${names[$i]}"; done
+    for i in "${!names[@]}"; do if [[ "${lanes[$i]}" == "$l" ]]; then echo "  ${names[$i]}"; fi; done
   done
-  exit 0
-fi
-
-mkdir -p "$logs"
-rm -f "$logs"/*.failed
-started=$(date +%s)
-total=${#names[@]}
+}
 
 slug() { tr 'A-Z' 'a-z' <<<"$1" | sed -E 's/[^a-z0-9]+/-/g; s/^-|-$//g'; }
 
+# One line when a step starts, one when it ends (with its seconds); on failure
+# the tail of its log.
 run_step() {
-  local i=$1 t0 log code=0
+  local i=$1 t0 log code=0 tag
   log="$logs/$(slug "${names[$i]}").log"
+  tag=$(printf 'setup [%2d/%d] %-6s %s' "$((i + 1))" "$total" "${lanes[$i]}" "${names[$i]}")
   t0=$(date +%s)
-  printf 'setup [%d/%d] %-8s %s ...\n' "$((i + 1))" "$total" "${lanes[$i]}" "${names[$i]}"
+  echo "$tag ..."
   bash -c "${commands[$i]}" </dev/null >"$log" 2>&1 || code=$?
   if ((code != 0)); then
     {
-      printf 'setup [%d/%d] %-8s %s FAILED (exit %d) after %ss; last lines of %s:\n' \
-        "$((i + 1))" "$total" "${lanes[$i]}" "${names[$i]}" "$code" "$(($(date +%s) - t0))" "${log#"$root"/}"
+      echo "$tag FAILED (exit $code) after $(($(date +%s) - t0))s; last lines of ${log#"$root"/}:"
       tail -n 25 "$log" | sed 's/^/  | /'
     } >&2
     return 1
   fi
-  printf 'setup [%d/%d] %-8s %s done (%ss)\n' "$((i + 1))" "$total" "${lanes[$i]}" "${names[$i]}" "$(($(date +%s) - t0))"
+  echo "$tag done ($(($(date +%s) - t0))s)"
 }
 
+# The selected steps of one lane, in order; a failure ends the lane (later
+# steps may depend on it) while the other lanes go on.
 run_lane() {
   local l=$1 i
-  for i in "${!names[@]}"; do
-    [[ "${lanes[$i]}" == "$l" ]] || continue
-    if ! run_step "$i"; then
-      # The rest of this lane may depend on the failed step; other lanes go on.
-      echo "${names[$i]}" >"$logs/$l.failed"
-      return 1
-    fi
+  for i in "${selected[@]}"; do
+    if [[ "${lanes[$i]}" != "$l" ]]; then continue; fi
+    run_step "$i" || { echo "${names[$i]}" >"$marks/$l"; return 1; }
   done
 }
 
-declare -a pids=()
-for l in "${lane_order[@]}"; do
-  run_lane "$l" &
-  pids+=("$!")
-done
-for pid in "${pids[@]}"; do wait "$pid" || true; done
-
-failed=$(cat "$logs"/*.failed 2>/dev/null || true)
-if [[ -n "$failed" ]]; then
-  printf 'setup: FAILED after %ss; failed step(s): %s\n' "$(($(date +%s) - started))" \
-    "$(paste -sd, <<<"$failed" | sed 's/,/, /g')" >&2
-  exit 1
-fi
-printf 'setup: %d steps done in %ss\n' "$total" "$(($(date +%s) - started))"
+main "$@"; exit $?

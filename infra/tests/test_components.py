@@ -9,12 +9,12 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from emporium.infra import contract, model, policies, testing
-from emporium.infra.components.application import ApplicationEnvironment
-from emporium.infra.components.cluster import Cluster
-from emporium.infra.components.data_namespace import DataNamespace
-from emporium.infra.components.kafka import Kafka, KafkaCredentials
-from emporium.infra.components.observability import Observability
-from emporium.infra.components.postgres import Postgres
+from emporium.infra.components.application import ApplicationEnvironment, ApplicationEnvironmentArgs
+from emporium.infra.components.cluster import Cluster, ClusterArgs
+from emporium.infra.components.data_namespace import DataNamespace, DataNamespaceArgs
+from emporium.infra.components.kafka import Kafka, KafkaArgs, KafkaCredentials
+from emporium.infra.components.observability import Observability, ObservabilityArgs
+from emporium.infra.components.postgres import Postgres, PostgresArgs
 from emporium.infra.settings import (
     ClusterSettings,
     EksSettings,
@@ -32,6 +32,22 @@ def _provider() -> k8s.Provider:
     return k8s.Provider("test-k8s", context="test")
 
 
+def _on(provider: k8s.Provider) -> pulumi.ResourceOptions:
+    """How the program hands a component its cluster."""
+    return pulumi.ResourceOptions(providers={"kubernetes": provider})
+
+
+def _data(provider: k8s.Provider) -> k8s.core.v1.Namespace:
+    return DataNamespace("data", DataNamespaceArgs("dev"), _on(provider)).namespace
+
+
+def _all_on_the_given_provider(run: testing.Run) -> None:
+    on_cluster = [r for r in run.resources if r.type.startswith("kubernetes:")]
+    assert on_cluster
+    for resource in on_cluster:
+        assert "::test-k8s::" in resource.provider, (resource.type, resource.name, resource.provider)
+
+
 def _dev(**changes) -> StackSettings:
     return dataclasses.replace(testing.settings_for("dev"), **changes)
 
@@ -41,11 +57,13 @@ def test_kafka_with_strimzi_installs_the_operator_and_the_cluster():
 
     def program():
         provider = _provider()
-        data = DataNamespace("data", "dev", provider)
-        kafka = Kafka("kafka", settings, provider, data.namespace)
+        kafka = Kafka(
+            "kafka", KafkaArgs.from_settings(settings, data_namespace=_data(provider)), _on(provider)
+        )
         assert sorted(kafka.credentials) == sorted(contract.DATA_SERVICES)
 
     run = testing.run(program)
+    _all_on_the_given_provider(run)
     releases = run.of_type(policies.HELM_RELEASE)
     assert [(r.inputs["name"], r.inputs["namespace"]) for r in releases] == [("strimzi", "strimzi-system")]
     assert releases[0].inputs["chart"].startswith("oci://")
@@ -64,7 +82,7 @@ def test_kafka_without_operator_install_reuses_the_one_on_the_cluster():
 
     def program():
         provider = _provider()
-        Kafka("kafka", settings, provider, DataNamespace("data", "dev", provider).namespace)
+        Kafka("kafka", KafkaArgs.from_settings(settings, data_namespace=_data(provider)), _on(provider))
 
     run = testing.run(program)
     assert run.of_type(policies.HELM_RELEASE) == []
@@ -80,7 +98,9 @@ def test_external_kafka_creates_nothing_and_hands_over_secret_credentials():
         creds = pulumi.Output.secret(
             {s: {"username": s, "password": f"pw-{s}"} for s in contract.DATA_SERVICES}
         )
-        kafka = Kafka("kafka", settings, _provider(), None, external_credentials=creds)
+        kafka = Kafka(
+            "kafka", KafkaArgs.from_settings(settings, external_credentials=creds), _on(_provider())
+        )
         seen.update(kafka.credentials)
         assert kafka.bootstrap_servers == external.bootstrap_servers
         return pulumi.Output.all(*(c.password for c in kafka.credentials.values()))
@@ -97,7 +117,9 @@ def test_postgres_with_cloudnative_pg_gives_each_service_its_own_cluster_and_log
 
     def program():
         provider = _provider()
-        postgres = Postgres("postgres", settings, provider, DataNamespace("data", "dev", provider).namespace)
+        postgres = Postgres(
+            "postgres", PostgresArgs.from_settings(settings, data_namespace=_data(provider)), _on(provider)
+        )
         return pulumi.Output.all(**postgres.database_urls).apply(urls.update)
 
     run = testing.run(program)
@@ -116,15 +138,26 @@ def test_postgres_with_cloudnative_pg_gives_each_service_its_own_cluster_and_log
     assert len(owners) == len(contract.DATA_SERVICES)
 
 
+@pytest.mark.parametrize(
+    ("component", "args"), [(Kafka, KafkaArgs.from_settings), (Postgres, PostgresArgs.from_settings)]
+)
+def test_in_cluster_kafka_and_postgres_need_the_data_namespace(component, args):
+    with pytest.raises(ValueError, match="data_namespace"):
+        testing.run(lambda: component("data", args(_dev()), _on(_provider())))
+
+
 def test_external_postgres_requires_its_urls():
     settings = _dev(postgres=PostgresSettings(mode="external"))
     with pytest.raises(ValueError, match="externalDatabaseUrls"):
-        testing.run(lambda: Postgres("postgres", settings, _provider(), None))
+        testing.run(lambda: Postgres("postgres", PostgresArgs.from_settings(settings), _on(_provider())))
 
 
 def test_observability_wires_grafana_so_a_trace_links_to_logs_and_metrics():
     settings = _dev()
-    run = testing.run(lambda: Observability("observability", settings, _provider()))
+    run = testing.run(
+        lambda: Observability("observability", ObservabilityArgs.from_settings(settings), _on(_provider()))
+    )
+    _all_on_the_given_provider(run)
     releases = {r.inputs["name"]: r.inputs for r in run.of_type(policies.HELM_RELEASE)}
     assert sorted(releases) == [
         "grafana",
@@ -165,7 +198,9 @@ def test_application_environment_has_quota_limits_and_the_contract_objects():
     def program():
         urls = {s: pulumi.Output.secret(f"postgresql://{s}:pw@h:5432/{s}") for s in contract.DATA_SERVICES}
         creds = {s: KafkaCredentials(s, pulumi.Output.secret("pw")) for s in contract.DATA_SERVICES}
-        ApplicationEnvironment("app", settings, _provider(), urls, creds)
+        ApplicationEnvironment(
+            "app", ApplicationEnvironmentArgs.from_settings(settings, urls, creds), _on(_provider())
+        )
 
     run = testing.run(program)
     (quota,) = run.of_type("kubernetes:core/v1:ResourceQuota")
@@ -178,7 +213,9 @@ def test_application_environment_has_quota_limits_and_the_contract_objects():
 
 
 def test_existing_cluster_uses_the_kubeconfig_context():
-    run = testing.run(lambda: Cluster("cluster", ClusterSettings(context="kind-emporium"), "dev"))
+    run = testing.run(
+        lambda: Cluster("cluster", ClusterArgs("dev", ClusterSettings(context="kind-emporium")))
+    )
     (provider,) = run.of_type("pulumi:providers:kubernetes")
     assert provider.inputs["context"] == "kind-emporium"
     assert not [r for r in run.resources if r.type.startswith(("aws:", "eks:"))]
@@ -193,7 +230,9 @@ def test_eks_cluster_sizes_its_node_group_from_the_settings():
         instance_types=["m7i.2xlarge"],
         disk_gib=80,
     )
-    run = testing.run(lambda: Cluster("cluster", ClusterSettings(mode="eks", eks=eks_settings), "prod"))
+    run = testing.run(
+        lambda: Cluster("cluster", ClusterArgs("prod", ClusterSettings(mode="eks", eks=eks_settings)))
+    )
     (group,) = run.of_type("eks:index:ManagedNodeGroup")
     assert group.inputs["scalingConfig"] == {"minSize": 2, "desiredSize": 4, "maxSize": 8}
     assert group.inputs["diskSize"] == 80

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
-from emporium.infra import model, policies
+from emporium.infra import model, policies, releases
 from emporium.infra.policy_pack import build_policies
 
 pytestmark = pytest.mark.unit
@@ -110,11 +110,23 @@ def test_resources_policy_on_helm_values():
 
 
 def test_resources_policy_knows_where_kube_prometheus_stack_takes_them():
-    values = model.observability_releases(_settings())[0].values
+    values = releases.kube_prometheus_stack.release(_settings().observability).values
     props = _release(chart="kube-prometheus-stack", values=values)
     assert _check(policies.validate_resources_set, policies.HELM_RELEASE, props) == []
     del values["prometheus"]["prometheusSpec"]["resources"]
     assert _check(policies.validate_resources_set, policies.HELM_RELEASE, props)
+
+
+def test_resources_policy_knows_where_tempo_takes_them():
+    # The Tempo chart reads its container's resources from ``tempo.resources``;
+    # a top-level ``resources`` is ignored by the chart.
+    values = releases.tempo.release("dev", _settings().observability).values
+    props = _release(chart="tempo", values=values)
+    assert _check(policies.validate_resources_set, policies.HELM_RELEASE, props) == []
+    moved = {**values, "resources": values["tempo"]["resources"]}
+    moved["tempo"] = {k: v for k, v in values["tempo"].items() if k != "resources"}
+    ignored = _release(chart="tempo", values=moved)
+    assert _check(policies.validate_resources_set, policies.HELM_RELEASE, ignored)
 
 
 def test_resources_policy_on_workloads_and_operands():

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from emporium.infra import model, versions
+from emporium.infra import releases, versions
 from emporium.infra.contract import ENVIRONMENTS
 from emporium.infra.settings import INFRA_DIR, StackSettings, stack_file
 
@@ -89,7 +89,7 @@ def test_every_pin_is_exact_and_names_its_index():
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_release_uses_a_pin_from_the_table(env):
-    releases = model.all_releases(StackSettings.from_stack_file(stack_file(env)))
-    assert releases
-    for spec in releases:
+    specs = releases.all_releases(StackSettings.from_stack_file(stack_file(env)))
+    assert specs
+    for spec in specs:
         assert spec.pin in versions.ALL_CHARTS, spec.name

@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 
-from . import environment, kafka, postgres, services
+from . import cluster, environment, kafka, postgres, services
 from .progress import PlatformError, note
 from .settings import SERVICES, Settings
 
@@ -99,6 +99,26 @@ def _status(s: Settings, _: argparse.Namespace) -> None:
         print(f"{name:<16} {where:<{width}}  {state:<10} pid {pid}")
 
 
+def _cluster_up(s: Settings, _: argparse.Namespace) -> None:
+    cluster.up(s)
+
+
+def _cluster_down(s: Settings, _: argparse.Namespace) -> None:
+    if not cluster.down(s):
+        note("cluster: not running")
+
+
+def _cluster_status(s: Settings, _: argparse.Namespace) -> None:
+    rows = cluster.status_rows(s)
+    width = max(len(r[1]) for r in rows)
+    for name, where, state, pid in rows:
+        print(f"{name:<24} {where:<{width}}  {state:<18} pid {pid}")
+
+
+def _cluster_kubeconfig(s: Settings, _: argparse.Namespace) -> None:
+    print(cluster.kubeconfig_path(s))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="platformctl.py", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="command")
@@ -120,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("start-postgres", _start_postgres, "start the local PostgreSQL server")
     add("stop-kafka", _stop_kafka, "stop the local Kafka server (fault tests)")
     add("start-kafka", _start_kafka, "start the local Kafka server")
+    add("cluster-up", _cluster_up, "start the local Kubernetes control plane unless it runs")
+    add("cluster-down", _cluster_down, "stop the local control plane and delete its state")
+    add("cluster-status", _cluster_status, "show the control plane's processes, ports and memory")
+    add("cluster-kubeconfig", _cluster_kubeconfig, "print the admin kubeconfig path")
     services.add_commands(add)
     return p
 
@@ -134,6 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    if args.command not in ("env", "admin-url", "status"):
+    if args.command not in ("env", "admin-url", "status", "cluster-status", "cluster-kubeconfig"):
         note(f"{args.command}: done in {time.monotonic() - started:.1f}s")
     return 0

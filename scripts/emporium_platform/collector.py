@@ -53,17 +53,15 @@ def _listening() -> bool:
     return False
 
 
-def start(s: Settings, uv: str) -> None:
+def start(s: Settings, python: Path) -> None:
+    """Starts the collector with the workspace's Python (no `uv run` wrapper)."""
     s.ensure_dirs()
     if pid(s) is not None:
         return
     with step(f"trace collector: start on :{port()}, spans to {traces_path(s)}"):
         started = spawn_detached(
             [
-                uv,
-                "run",
-                "--frozen",
-                "python",
+                python,
                 "scripts/otlp_sink.py",
                 "--port",
                 str(port()),

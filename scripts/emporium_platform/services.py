@@ -1,11 +1,13 @@
 """The services as background processes: `up`, `down` and the fault commands.
 
-Each service runs as ``uv run --frozen emporium-<service>`` from the repository
-root with exactly the environment of ``env <service>`` on top of the caller's
-(contract variables inherited from the caller are dropped), logs to
-``.run/logs/<service>.log`` and has its pid in ``.run/pids/<service>.pid``.
-`uv run` forwards SIGTERM to the service; SIGKILL, SIGSTOP and SIGCONT go to
-the whole process group.
+Each service runs as the console script ``emporium-<service>`` of the
+workspace's environment (``.venv/bin``, installed by `make setup`), started
+directly, without a `uv run` wrapper: the pid in ``.run/pids/<service>.pid``
+and in `status` is the service's own process, so a signal sent to it reaches
+the service. It runs from the repository root with exactly the environment
+of ``env <service>`` on top of the caller's (contract variables inherited
+from the caller are dropped) and logs to ``.run/logs/<service>.log``.
+SIGKILL, SIGSTOP and SIGCONT go to the whole process group.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -44,7 +45,7 @@ def _check(service: str) -> None:
 
 
 def service_pid(s: Settings, service: str) -> int | None:
-    """The pid of the service's `uv run` process if it is alive and ours."""
+    """The pid of the service's process if it is alive and runs the service."""
     try:
         pid = int(pid_path(s, service).read_text().strip())
     except (OSError, ValueError):
@@ -55,7 +56,8 @@ def service_pid(s: Settings, service: str) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
-    return pid if f"emporium-{service}".encode() in cmdline else None
+    script = f"emporium-{service}".encode()
+    return pid if any(os.path.basename(arg) == script for arg in cmdline) else None
 
 
 def _frozen(pid: int) -> bool:
@@ -82,15 +84,17 @@ def process_env(s: Settings, service: str) -> dict[str, str]:
     return env
 
 
-def _uv() -> str:
-    uv = shutil.which("uv")
-    if uv is None:
-        raise PlatformError("uv not found; run `make bootstrap` (scripts/bootstrap.sh) first")
-    return uv
+def venv_bin(s: Settings, name: str) -> Path:
+    """A program of the workspace's environment: ``$UV_PROJECT_ENVIRONMENT`` or ``.venv``."""
+    venv = Path(os.environ.get("UV_PROJECT_ENVIRONMENT") or ".venv")
+    path = (s.repo / venv / "bin" / name).absolute()
+    if not path.exists():
+        raise PlatformError(f"{path} not found: run make setup (or make bootstrap)")
+    return path
 
 
 def _run_once(s: Settings, service: str, *args: str, timeout: float = 300) -> None:
-    """`uv run --frozen emporium-<service> <args>`, output appended to its log."""
+    """`emporium-<service> <args>`, output appended to its log."""
     log = log_path(s, service)
     with log.open("ab") as out:
         out.write(
@@ -99,7 +103,7 @@ def _run_once(s: Settings, service: str, *args: str, timeout: float = 300) -> No
         )
         out.flush()
         res = subprocess.run(
-            [_uv(), "run", "--frozen", f"emporium-{service}", *args],
+            [venv_bin(s, f"emporium-{service}"), *args],
             cwd=s.repo,
             env=process_env(s, service),
             stdin=subprocess.DEVNULL,
@@ -131,7 +135,7 @@ def start_service(s: Settings, service: str, timeout: float = READY_TIMEOUT) -> 
                     f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} emporium-{service} ===\n".encode()
                 )
             pid = spawn_detached(
-                [_uv(), "run", "--frozen", f"emporium-{service}"],
+                [venv_bin(s, f"emporium-{service}")],
                 log=log,
                 cwd=s.repo,
                 env=process_env(s, service),
@@ -201,7 +205,7 @@ def up(s: Settings) -> None:
 
     ensure_started()
     provision()
-    collector.start(s, _uv())
+    collector.start(s, venv_bin(s, "python"))
     if service_pid(s, "catalog") is None:
         with step("catalog: migrate"):
             _run_once(s, "catalog", "migrate")

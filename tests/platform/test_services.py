@@ -1,4 +1,5 @@
-"""Service processes: start with exactly `env`, stop gracefully, freeze and thaw.
+"""Service processes: start with exactly `env`, stop gracefully, freeze and thaw;
+the pid `status` shows is the service's own.
 
 Uses the recommendations service on the shared instance (the service nothing
 else depends on for correctness) and leaves it as it found it.
@@ -7,6 +8,8 @@ else depends on for correctness) and leaves it as it found it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,7 +79,7 @@ def test_stop_start_freeze_thaw(service: ModuleType) -> None:
     assert not ep.service_running(SERVICE)
     assert refused(ports["ADMIN_PORT"])
     assert refused(ports["GRPC_PORT"])
-    # It drained (SIGTERM reached the service through `uv run`) rather than being killed.
+    # It drained (SIGTERM reached the service) rather than being killed.
     with log_path.open() as f:
         f.seek(log_size)
         written_while_stopping = f.read()
@@ -94,3 +97,38 @@ def test_stop_start_freeze_thaw(service: ModuleType) -> None:
     assert "frozen" in run_cli("status").stdout
     assert run_cli("thaw-service", SERVICE).returncode == 0
     assert ep.progress.wait_until(lambda: ep.service_ready(SERVICE), 10)
+
+
+def status_pid(service: str) -> tuple[str, int | None]:
+    """The state and pid `platformctl status` prints for one service."""
+    result = run_cli("status")
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.split()[0] == service]
+    fields = line.split()
+    pid = fields[-1]
+    return fields[-3], None if pid == "-" else int(pid)
+
+
+def test_status_shows_the_service_process_and_kill_9_of_it_stops_the_service(
+    service: ModuleType,
+) -> None:
+    ep = service
+    ports = ep.services.SERVICE_PORTS[SERVICE]
+    ep.start_service(SERVICE)
+    state, pid = status_pid(SERVICE)
+    assert state == "ready"
+    assert pid is not None
+    # No wrapper: the shown process is the workspace's Python running the
+    # service's console script, and it has no child that could be the service.
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert Path(argv[1].decode()).name == f"emporium-{SERVICE}", argv
+    assert Path(os.readlink(f"/proc/{pid}/exe")).name.startswith("python"), argv
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children == [], f"the service process has children {children}"
+
+    os.kill(pid, signal.SIGKILL)
+    assert ep.progress.wait_until(lambda: not ep.progress.pid_alive(pid), 10)
+    assert ep.progress.wait_until(lambda: refused(ports["ADMIN_PORT"]), 10)
+    assert refused(ports["GRPC_PORT"])
+    assert status_pid(SERVICE) == ("stopped", None)
+    assert not ep.service_running(SERVICE)

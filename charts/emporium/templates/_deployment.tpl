@@ -18,6 +18,9 @@ helm upgrade. helm template and dry runs see nothing and hash the name. */}}
 {{- end }}
 {{- end }}
 {{- $platform := lookup "v1" "ConfigMap" $root.Release.Namespace $root.Values.platform.configMapName }}
+{{- if and (include "emporium.usesSecret" .) (not $svc.secret.create) }}
+{{- include "emporium.checkSecretKeys" (dict "svc" $svc "secret" (lookup "v1" "Secret" $root.Release.Namespace $secretName) "platform" $platform "name" $secretName) }}
+{{- end }}
 ---
 apiVersion: apps/v1
 kind: Deployment

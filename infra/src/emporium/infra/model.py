@@ -2,7 +2,9 @@
 
 Nothing here talks to Pulumi or Terraform: the Pulumi components and the CDK
 Terrain stack render these dictionaries, and the tests read them directly. A
-change of sizing, ACL or chart value is therefore made once for both paths.
+change of sizing, ACL or chart value is therefore made once for both paths. The
+Helm releases and their values are in ``emporium.infra.releases``, one module
+per chart.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emporium.infra import contract, versions
-from emporium.infra.settings import KafkaSettings, PostgresSettings, StackSettings
+from emporium.infra.settings import AppSettings, KafkaSettings, PostgresSettings, StackSettings
 
 # Namespaces shared by every environment on a cluster.
 STRIMZI_NAMESPACE = "strimzi-system"
@@ -68,10 +70,14 @@ def svc(name: str, namespace: str, port: int) -> str:
 # --- Kafka -----------------------------------------------------------------------------
 
 
+def kafka_bootstrap_servers(kafka: KafkaSettings, environment: str) -> str:
+    if kafka.mode == "external":
+        return kafka.external.bootstrap_servers
+    return svc(f"{KAFKA_CLUSTER}-kafka-bootstrap", data_namespace(environment), KAFKA_LISTENER_PORT)
+
+
 def kafka_bootstrap(settings: StackSettings) -> str:
-    if settings.kafka.mode == "external":
-        return settings.kafka.external.bootstrap_servers
-    return svc(f"{KAFKA_CLUSTER}-kafka-bootstrap", data_namespace(settings.environment), KAFKA_LISTENER_PORT)
+    return kafka_bootstrap_servers(settings.kafka, settings.environment)
 
 
 def kafka_security(settings: StackSettings) -> tuple[str, str]:
@@ -257,8 +263,8 @@ def postgres_owner_secret(service: str) -> str:
     return f"{service}-db-owner"
 
 
-def postgres_host(settings: StackSettings, service: str) -> str:
-    return f"{postgres_cluster_name(service)}-rw.{data_namespace(settings.environment)}.svc.cluster.local"
+def postgres_host(environment: str, service: str) -> str:
+    return f"{postgres_cluster_name(service)}-rw.{data_namespace(environment)}.svc.cluster.local"
 
 
 def database_url(host: str, service: str, password: str) -> str:
@@ -340,8 +346,7 @@ def otlp_endpoint() -> str:
     return f"http://{svc(OTEL_GATEWAY_SERVICE, OBSERVABILITY_NAMESPACE, 4317)}"
 
 
-def resource_quota_spec(settings: StackSettings) -> dict[str, Any]:
-    app = settings.app
+def resource_quota_spec(app: AppSettings) -> dict[str, Any]:
     return {
         "hard": {
             "requests.cpu": app.requests_cpu,
@@ -366,396 +371,6 @@ def limit_range_spec() -> dict[str, Any]:
             }
         ]
     }
-
-
-# --- Helm releases ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReleaseSpec:
-    name: str
-    namespace: str
-    pin: versions.ChartPin
-    values: dict[str, Any]
-    concern: str  # kafka | postgres | observability
-
-
-def _res(cpu: str, memory: str, cpu_limit: str | None = None) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit or cpu, "memory": memory}}
-
-
-def strimzi_release() -> ReleaseSpec:
-    return ReleaseSpec(
-        "strimzi",
-        STRIMZI_NAMESPACE,
-        versions.STRIMZI,
-        {
-            "watchAnyNamespace": True,
-            "resources": _res("200m", "384Mi", "1"),
-            # Operands (Kafka, entity operator) get restricted security contexts.
-            "extraEnvs": [{"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"}],
-        },
-        "kafka",
-    )
-
-
-def cnpg_release() -> ReleaseSpec:
-    return ReleaseSpec(
-        "cnpg",
-        CNPG_NAMESPACE,
-        versions.CLOUDNATIVE_PG,
-        {
-            "crds": {"create": True},
-            "resources": _res("100m", "256Mi", "500m"),
-            "monitoring": {"podMonitorEnabled": False},
-        },
-        "postgres",
-    )
-
-
-def observability_releases(settings: StackSettings) -> list[ReleaseSpec]:
-    obs = settings.observability
-    ns = OBSERVABILITY_NAMESPACE
-    prometheus_url = f"http://{svc(PROMETHEUS_SERVICE, ns, 9090)}"
-    releases = [
-        ReleaseSpec(
-            "kube-prometheus-stack",
-            ns,
-            versions.KUBE_PROMETHEUS_STACK,
-            {
-                "fullnameOverride": "kps",
-                # Grafana is its own release; node metrics come from the kubelet
-                # (cAdvisor), so no privileged node-exporter runs.
-                "grafana": {"enabled": False, "forceDeployDashboards": True},
-                "nodeExporter": {"enabled": False},
-                "prometheusOperator": {"resources": _res("100m", "256Mi", "500m")},
-                "kube-state-metrics": {"resources": _res("50m", "128Mi", "250m")},
-                "alertmanager": {
-                    "alertmanagerSpec": {
-                        "replicas": obs.replicas,
-                        "resources": _res("50m", "128Mi", "250m"),
-                    }
-                },
-                "prometheus": {
-                    "service": {"type": "ClusterIP"},
-                    "prometheusSpec": {
-                        "replicas": obs.replicas,
-                        "retention": obs.prometheus_retention,
-                        "enableRemoteWriteReceiver": True,
-                        "enableFeatures": ["exemplar-storage"],
-                        # Pick up ServiceMonitors, PodMonitors and rules from every namespace.
-                        "serviceMonitorSelectorNilUsesHelmValues": False,
-                        "podMonitorSelectorNilUsesHelmValues": False,
-                        "ruleSelectorNilUsesHelmValues": False,
-                        "resources": _res("500m", "2Gi", "2"),
-                        "storageSpec": {
-                            "volumeClaimTemplate": {
-                                "spec": {
-                                    "accessModes": ["ReadWriteOnce"],
-                                    "resources": {"requests": {"storage": f"{obs.prometheus_storage_gib}Gi"}},
-                                }
-                            }
-                        },
-                    },
-                },
-            },
-            "observability",
-        ),
-        ReleaseSpec(
-            "tempo",
-            ns,
-            versions.TEMPO,
-            {
-                "fullnameOverride": TEMPO_SERVICE,
-                "resources": _res("250m", "1Gi", "1"),
-                "persistence": {"enabled": True, "size": f"{obs.tempo_storage_gib}Gi"},
-                "tempo": {
-                    "retention": "72h" if settings.environment == "prod" else "24h",
-                    "receivers": {
-                        "otlp": {
-                            "protocols": {
-                                "grpc": {"endpoint": "0.0.0.0:4317"},
-                                "http": {"endpoint": "0.0.0.0:4318"},
-                            }
-                        }
-                    },
-                    # Span metrics and the service graph land in Prometheus.
-                    "metricsGenerator": {"enabled": True, "remoteWriteUrl": f"{prometheus_url}/api/v1/write"},
-                },
-            },
-            "observability",
-        ),
-        ReleaseSpec(
-            "loki",
-            ns,
-            versions.LOKI,
-            {
-                "fullnameOverride": LOKI_SERVICE,
-                "deploymentMode": "SingleBinary",
-                "loki": {
-                    "auth_enabled": False,
-                    "commonConfig": {"replication_factor": 1},
-                    "storage": {"type": "filesystem"},
-                    "schemaConfig": {
-                        "configs": [
-                            {
-                                "from": "2026-01-01",
-                                "store": "tsdb",
-                                "object_store": "filesystem",
-                                "schema": "v13",
-                                "index": {"prefix": "index_", "period": "24h"},
-                            }
-                        ]
-                    },
-                    "limits_config": {"allow_structured_metadata": True, "volume_enabled": True},
-                },
-                "singleBinary": {
-                    "replicas": 1,
-                    "resources": _res("250m", "1Gi", "1"),
-                    "persistence": {"enabled": True, "size": f"{obs.loki_storage_gib}Gi"},
-                },
-                "backend": {"replicas": 0},
-                "read": {"replicas": 0},
-                "write": {"replicas": 0},
-                "gateway": {"enabled": False},
-                "chunksCache": {"enabled": False},
-                "resultsCache": {"enabled": False},
-                "lokiCanary": {"enabled": False},
-                "test": {"enabled": False},
-            },
-            "observability",
-        ),
-        ReleaseSpec("grafana", ns, versions.GRAFANA, grafana_values(settings), "observability"),
-        ReleaseSpec(
-            "otel-collector", ns, versions.OTEL_COLLECTOR, otel_gateway_values(settings), "observability"
-        ),
-    ]
-    if obs.node_log_agent:
-        releases.append(
-            ReleaseSpec(
-                "otel-node-agent",
-                NODE_AGENTS_NAMESPACE,
-                versions.OTEL_COLLECTOR,
-                otel_agent_values(),
-                "observability",
-            )
-        )
-    return releases
-
-
-def grafana_datasources() -> list[dict[str, Any]]:
-    """Prometheus, Tempo and Loki, wired so a trace links to its logs and metrics."""
-    ns = OBSERVABILITY_NAMESPACE
-    return [
-        {
-            "name": "Prometheus",
-            "uid": "prometheus",
-            "type": "prometheus",
-            "url": f"http://{svc(PROMETHEUS_SERVICE, ns, 9090)}",
-            "access": "proxy",
-            "isDefault": True,
-            "jsonData": {
-                "exemplarTraceIdDestinations": [{"name": "trace_id", "datasourceUid": "tempo"}],
-            },
-        },
-        {
-            "name": "Tempo",
-            "uid": "tempo",
-            "type": "tempo",
-            "url": f"http://{svc(TEMPO_SERVICE, ns, 3200)}",
-            "access": "proxy",
-            "jsonData": {
-                "tracesToLogsV2": {
-                    "datasourceUid": "loki",
-                    "filterByTraceID": True,
-                    "spanStartTimeShift": "-5m",
-                    "spanEndTimeShift": "5m",
-                    "tags": [{"key": "service.name", "value": "service_name"}],
-                },
-                "tracesToMetrics": {
-                    "datasourceUid": "prometheus",
-                    "tags": [{"key": "service.name", "value": "service"}],
-                    "queries": [
-                        {
-                            "name": "Request rate",
-                            "query": "sum(rate(traces_spanmetrics_calls_total{$$__tags}[5m]))",
-                        }
-                    ],
-                },
-                "serviceMap": {"datasourceUid": "prometheus"},
-                "nodeGraph": {"enabled": True},
-                "lokiSearch": {"datasourceUid": "loki"},
-            },
-        },
-        {
-            "name": "Loki",
-            "uid": "loki",
-            "type": "loki",
-            "url": f"http://{svc(LOKI_SERVICE, ns, 3100)}",
-            "access": "proxy",
-            "jsonData": {
-                "derivedFields": [
-                    {
-                        "name": "trace_id",
-                        "matcherType": "label",
-                        "matcherRegex": "trace_id",
-                        "datasourceUid": "tempo",
-                        "url": "$${__value.raw}",
-                    },
-                    {
-                        "name": "trace_id_in_line",
-                        "matcherRegex": '"trace_id":\\s*"(\\w+)"',
-                        "datasourceUid": "tempo",
-                        "url": "$${__value.raw}",
-                    },
-                ]
-            },
-        },
-    ]
-
-
-def grafana_values(settings: StackSettings) -> dict[str, Any]:
-    replicas = settings.observability.replicas
-    values: dict[str, Any] = {
-        "replicas": replicas,
-        "resources": _res("100m", "256Mi", "500m"),
-        "service": {"type": "ClusterIP"},
-        "datasources": {"datasources.yaml": {"apiVersion": 1, "datasources": grafana_datasources()}},
-        # Dashboards shipped by the chart (ConfigMaps labelled grafana_dashboard).
-        "sidecar": {
-            "dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": "ALL"},
-            "resources": _res("50m", "96Mi", "200m"),
-        },
-    }
-    if replicas > 1:
-        values["podDisruptionBudget"] = {"maxUnavailable": 1}
-    return values
-
-
-def otel_gateway_values(settings: StackSettings) -> dict[str, Any]:
-    ns = OBSERVABILITY_NAMESPACE
-    replicas = settings.observability.replicas
-    values: dict[str, Any] = {
-        "fullnameOverride": OTEL_GATEWAY_SERVICE,
-        "mode": "deployment",
-        "replicaCount": replicas,
-        "image": {"repository": "otel/opentelemetry-collector-contrib"},
-        "resources": _res("200m", "512Mi", "1"),
-        "presets": {"kubernetesAttributes": {"enabled": True}},
-        "config": {
-            "receivers": {
-                "otlp": {
-                    "protocols": {
-                        "grpc": {"endpoint": "0.0.0.0:4317"},
-                        "http": {"endpoint": "0.0.0.0:4318"},
-                    }
-                }
-            },
-            "processors": {
-                "memory_limiter": {
-                    "check_interval": "1s",
-                    "limit_percentage": 80,
-                    "spike_limit_percentage": 20,
-                },
-                "batch": {},
-            },
-            "exporters": {
-                "otlp/tempo": {"endpoint": svc(TEMPO_SERVICE, ns, 4317), "tls": {"insecure": True}},
-                "prometheusremotewrite": {
-                    "endpoint": f"http://{svc(PROMETHEUS_SERVICE, ns, 9090)}/api/v1/write",
-                    "resource_to_telemetry_conversion": {"enabled": True},
-                },
-                "otlphttp/loki": {"endpoint": f"http://{svc(LOKI_SERVICE, ns, 3100)}/otlp"},
-            },
-            "service": {
-                "pipelines": {
-                    "traces": {
-                        "receivers": ["otlp"],
-                        "processors": ["memory_limiter", "k8sattributes", "batch"],
-                        "exporters": ["otlp/tempo"],
-                    },
-                    "metrics": {
-                        "receivers": ["otlp"],
-                        "processors": ["memory_limiter", "k8sattributes", "batch"],
-                        "exporters": ["prometheusremotewrite"],
-                    },
-                    "logs": {
-                        "receivers": ["otlp"],
-                        "processors": ["memory_limiter", "k8sattributes", "batch"],
-                        "exporters": ["otlphttp/loki"],
-                    },
-                }
-            },
-        },
-    }
-    if replicas > 1:
-        values["podDisruptionBudget"] = {"enabled": True, "maxUnavailable": 1}
-    return values
-
-
-def otel_agent_values() -> dict[str, Any]:
-    """Reads container stdout on every node and forwards it to the gateway."""
-    return {
-        "fullnameOverride": "otel-node-agent",
-        "mode": "daemonset",
-        "image": {"repository": "otel/opentelemetry-collector-contrib"},
-        "resources": _res("100m", "256Mi", "500m"),
-        "presets": {"logsCollection": {"enabled": True}, "kubernetesAttributes": {"enabled": True}},
-        "config": {
-            "receivers": {
-                "filelog": {
-                    # The services write JSON lines (emporium.kit.logging): after the
-                    # runtime's container format, parse them so the record carries the
-                    # span's trace and span ids (Loki to Tempo), its severity and time.
-                    "operators": [
-                        {"type": "container", "id": "container-parser"},
-                        {
-                            "type": "json_parser",
-                            "id": "emporium-json",
-                            "if": 'body matches "^\\\\{"',
-                            "parse_from": "body",
-                            "parse_to": "attributes",
-                            "timestamp": {
-                                "parse_from": "attributes.ts",
-                                "layout_type": "gotime",
-                                "layout": "2006-01-02T15:04:05.000Z",
-                            },
-                            "severity": {"parse_from": "attributes.level"},
-                            "trace": {
-                                "trace_id": {"parse_from": "attributes.trace_id"},
-                                "span_id": {"parse_from": "attributes.span_id"},
-                            },
-                        },
-                    ]
-                }
-            },
-            "exporters": {
-                "otlp/gateway": {
-                    "endpoint": svc(OTEL_GATEWAY_SERVICE, OBSERVABILITY_NAMESPACE, 4317),
-                    "tls": {"insecure": True},
-                }
-            },
-            "service": {
-                "pipelines": {
-                    "logs": {"exporters": ["otlp/gateway"]},
-                    "traces": None,
-                    "metrics": None,
-                }
-            },
-        },
-    }
-
-
-def all_releases(settings: StackSettings) -> list[ReleaseSpec]:
-    releases: list[ReleaseSpec] = []
-    if settings.install_operators:
-        if settings.kafka.mode == "strimzi":
-            releases.append(strimzi_release())
-        if settings.postgres.mode == "cnpg":
-            releases.append(cnpg_release())
-    if settings.observability.enabled:
-        releases.extend(observability_releases(settings))
-    return releases
 
 
 def platform_namespaces(settings: StackSettings) -> list[str]:

@@ -61,6 +61,7 @@ REQUIRED_RESOURCE_PATHS: dict[str, tuple[str, ...]] = {
         "kube-state-metrics.resources",
     ),
     "loki": ("singleBinary.resources",),
+    "tempo": ("tempo.resources",),
 }
 DEFAULT_PRIVILEGED_NAMESPACES = sorted(model.PRIVILEGED_NAMESPACES)
 # Outputs the program exports as Pulumi secrets (checked by the unit tests).

@@ -26,7 +26,7 @@ from cdktn_provider_random.password import Password
 from cdktn_provider_random.provider import RandomProvider
 from constructs import Construct
 
-from emporium.infra import contract, model
+from emporium.infra import contract, model, releases, versions
 from emporium.infra.settings import StackSettings, stack_file
 
 
@@ -49,6 +49,11 @@ class PlatformStack(TerraformStack):
             kubernetes={"config_path": kubeconfig.string_value, "config_context": context.string_value},
         )
         RandomProvider(self, "random")
+        # The provider versions the configuration is validated with (versions.py).
+        for name, version in versions.TERRAFORM_PROVIDERS.items():
+            self.add_override(
+                f"terraform.required_providers.{name}", {"source": f"hashicorp/{name}", "version": version}
+            )
 
         namespaces = {
             name: NamespaceV1(
@@ -63,9 +68,9 @@ class PlatformStack(TerraformStack):
             )
             for name in model.platform_namespaces(settings)
         }
-        releases: dict[str, Release] = {}
-        for spec in model.all_releases(settings):
-            releases[spec.name] = Release(
+        helm_releases: dict[str, Release] = {}
+        for spec in releases.all_releases(settings):
+            helm_releases[spec.name] = Release(
                 self,
                 f"release-{spec.name}",
                 name=spec.name,
@@ -80,7 +85,7 @@ class PlatformStack(TerraformStack):
             )
         data_ns = model.data_namespace(env)
         operators: list[Any] = [namespaces[data_ns]]
-        operators += [releases[n] for n in ("strimzi", "cnpg") if n in releases]
+        operators += [helm_releases[n] for n in ("strimzi", "cnpg") if n in helm_releases]
 
         def manifest(
             api: str,
@@ -174,7 +179,7 @@ class PlatformStack(TerraformStack):
                     schedule,
                     depends_on=[cluster],
                 )
-            url = model.database_url(model.postgres_host(settings, service), service, db_password.result)
+            url = model.database_url(model.postgres_host(env, service), service, db_password.result)
             SecretV1(
                 self,
                 f"secret-{service}-app",
@@ -200,7 +205,7 @@ class PlatformStack(TerraformStack):
             self,
             "quota",
             metadata={"name": "emporium", "namespace": app_ns},
-            spec=model.resource_quota_spec(settings),
+            spec=model.resource_quota_spec(settings.app),
             depends_on=[namespaces[app_ns]],
         )
         limits = model.limit_range_spec()["limits"][0]

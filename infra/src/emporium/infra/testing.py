@@ -37,6 +37,8 @@ class Registered:
     inputs: dict[str, Any]
     # Dotted paths of the inputs that reached the engine as Pulumi secrets.
     secret_paths: set[str] = field(default_factory=set)
+    # The provider reference (``urn::id``) the resource was registered with.
+    provider: str = ""
 
     def get(self, path: str, default: Any = None) -> Any:
         value: Any = self.inputs
@@ -71,7 +73,9 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         # Inputs as policies see them: secrets unwrapped (their paths are kept apart).
-        registered = Registered(args.typ, args.name, _unwrap_secrets(dict(args.inputs)))
+        registered = Registered(
+            args.typ, args.name, _unwrap_secrets(dict(args.inputs)), provider=args.provider or ""
+        )
         with self.lock:
             self.resources.append(registered)
             self.by_key[(args.typ, args.name)] = registered

@@ -104,3 +104,14 @@ ALL_CHARTS: tuple[ChartPin, ...] = (
 # Operands run by the operators.
 KAFKA_VERSION = "4.3.1"
 POSTGRES_IMAGE = "ghcr.io/cloudnative-pg/postgresql:18.4-standard-trixie"
+
+# Terraform providers of the CDK Terrain path. The synthesized configuration
+# requires exactly these versions (the cdktn-provider-* bindings were generated
+# from later releases, which the Go module proxy does not serve); they are the
+# versions `tofu validate` checks it with (scripts/install-tofu.sh builds them
+# at the pins of scripts/versions.env, which a test keeps equal to these).
+TERRAFORM_PROVIDERS: dict[str, str] = {
+    "kubernetes": "3.2.1",
+    "helm": "3.2.0",
+    "random": "3.9.0",
+}

@@ -1,4 +1,8 @@
-"""Small helpers shared by the components: namespaces, Helm releases, custom resources."""
+"""Small helpers shared by the components: namespaces, Helm releases, custom resources.
+
+Each resource is a child of its component and takes the Kubernetes provider the
+component was given in ``opts.providers``.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +13,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from emporium.infra import model
+from emporium.infra.releases import ReleaseSpec
 
 
-def namespace(
-    name: str,
-    provider: k8s.Provider,
-    parent: pulumi.Resource,
-    environment: str | None = None,
-) -> k8s.core.v1.Namespace:
+def namespace(name: str, parent: pulumi.Resource, environment: str | None = None) -> k8s.core.v1.Namespace:
     return k8s.core.v1.Namespace(
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels=model.namespace_labels(name, environment)),
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
+        opts=pulumi.ResourceOptions(parent=parent),
     )
 
 
 def helm_release(
-    spec: model.ReleaseSpec,
-    provider: k8s.Provider,
+    spec: ReleaseSpec,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
 ) -> k8s.helm.v3.Release:
@@ -46,7 +45,7 @@ def helm_release(
             timeout=900,
             max_history=10,
         ),
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )
 
 
@@ -56,7 +55,6 @@ def custom_resource(
     name: str,
     namespace: str,
     spec: dict[str, Any],
-    provider: k8s.Provider,
     parent: pulumi.Resource,
     labels: dict[str, str] | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
@@ -70,5 +68,5 @@ def custom_resource(
             name=name, namespace=namespace, labels={**model.MANAGED_BY, **(labels or {})}
         ),
         spec=spec,
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=list(depends_on)),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from emporium.infra.settings import ClusterSettings
+from emporium.infra.settings import ClusterSettings, StackSettings
 
 NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
@@ -19,21 +20,27 @@ NODE_POLICIES = (
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 
 
+@dataclass(frozen=True)
+class ClusterArgs:
+    environment: str
+    cluster: ClusterSettings
+
+    @classmethod
+    def from_settings(cls, settings: StackSettings) -> ClusterArgs:
+        return cls(environment=settings.environment, cluster=settings.cluster)
+
+
 class Cluster(pulumi.ComponentResource):
-    """Exposes ``provider`` for every Kubernetes resource of the stack."""
+    """Exposes ``provider`` for every Kubernetes resource of the stack: hand it to
+    the other components in ``opts.providers``."""
 
     provider: k8s.Provider
     kubeconfig: pulumi.Output[str] | None
 
-    def __init__(
-        self,
-        name: str,
-        settings: ClusterSettings,
-        environment: str,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emporium:platform:Cluster", name, None, opts)
         self.kubeconfig = None
+        settings, environment = args.cluster, args.environment
         if settings.mode == "existing":
             self.provider = k8s.Provider(
                 f"{name}-k8s",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -9,16 +11,19 @@ from emporium.infra import model
 from emporium.infra.components._k8s import namespace
 
 
+@dataclass(frozen=True)
+class DataNamespaceArgs:
+    environment: str
+
+
 class DataNamespace(pulumi.ComponentResource):
+    """Pass the Kubernetes provider in ``opts.providers``."""
+
     namespace: k8s.core.v1.Namespace
 
     def __init__(
-        self,
-        name: str,
-        environment: str,
-        provider: k8s.Provider,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: DataNamespaceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("emporium:platform:DataNamespace", name, None, opts)
-        self.namespace = namespace(model.data_namespace(environment), provider, self, environment)
-        self.register_outputs({"name": model.data_namespace(environment)})
+        self.namespace = namespace(model.data_namespace(args.environment), self, args.environment)
+        self.register_outputs({"name": model.data_namespace(args.environment)})

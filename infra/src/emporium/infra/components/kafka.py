@@ -12,7 +12,8 @@ import pulumi_kubernetes as k8s
 from emporium.infra import contract, model
 from emporium.infra.components._k8s import custom_resource, helm_release, namespace
 from emporium.infra.passwords import GeneratedPassword
-from emporium.infra.settings import StackSettings
+from emporium.infra.releases import strimzi
+from emporium.infra.settings import KafkaSettings, StackSettings
 
 STRIMZI_API = "kafka.strimzi.io/v1"
 
@@ -23,74 +24,83 @@ class KafkaCredentials:
     password: pulumi.Output[str]  # always a Pulumi secret
 
 
+@dataclass(frozen=True)
+class KafkaArgs:
+    environment: str
+    kafka: KafkaSettings
+    install_operator: bool = True
+    # Where the Strimzi cluster runs (``kafka.mode`` strimzi).
+    data_namespace: k8s.core.v1.Namespace | None = None
+    # Username and password by service (``kafka.mode`` external), a Pulumi secret.
+    external_credentials: pulumi.Output[Mapping[str, Mapping[str, str]]] | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: StackSettings,
+        data_namespace: k8s.core.v1.Namespace | None = None,
+        external_credentials: pulumi.Output[Mapping[str, Mapping[str, str]]] | None = None,
+    ) -> KafkaArgs:
+        return cls(
+            environment=settings.environment,
+            kafka=settings.kafka,
+            install_operator=settings.install_operators,
+            data_namespace=data_namespace,
+            external_credentials=external_credentials,
+        )
+
+
 class Kafka(pulumi.ComponentResource):
+    """Pass the Kubernetes provider in ``opts.providers``."""
+
     bootstrap_servers: str
     credentials: dict[str, KafkaCredentials]
 
-    def __init__(
-        self,
-        name: str,
-        settings: StackSettings,
-        provider: k8s.Provider,
-        data_namespace: k8s.core.v1.Namespace | None,
-        external_credentials: pulumi.Output[Mapping[str, Mapping[str, str]]] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: KafkaArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emporium:platform:Kafka", name, None, opts)
-        self.bootstrap_servers = model.kafka_bootstrap(settings)
-        if settings.kafka.mode == "external":
-            self.credentials = _external(external_credentials)
+        self.bootstrap_servers = model.kafka_bootstrap_servers(args.kafka, args.environment)
+        if args.kafka.mode == "external":
+            self.credentials = _external(args.external_credentials)
+        elif args.data_namespace is None:
+            raise ValueError(
+                "kafka.mode strimzi needs KafkaArgs.data_namespace (the DataNamespace component)"
+            )
         else:
-            assert data_namespace is not None
-            self.credentials = self._strimzi(name, settings, provider, data_namespace)
+            self.credentials = self._strimzi(name, args, args.data_namespace)
         self.register_outputs({"bootstrap_servers": self.bootstrap_servers})
 
     def _strimzi(
-        self,
-        name: str,
-        settings: StackSettings,
-        provider: k8s.Provider,
-        data_namespace: k8s.core.v1.Namespace,
+        self, name: str, args: KafkaArgs, data_namespace: k8s.core.v1.Namespace
     ) -> dict[str, KafkaCredentials]:
-        ns = model.data_namespace(settings.environment)
+        ns = model.data_namespace(args.environment)
         waits: list[pulumi.Resource] = [data_namespace]
-        if settings.install_operators:
-            operator_ns = namespace(model.STRIMZI_NAMESPACE, provider, self)
-            waits.append(helm_release(model.strimzi_release(), provider, self, [operator_ns]))
+        if args.install_operator:
+            operator_ns = namespace(model.STRIMZI_NAMESPACE, self)
+            waits.append(helm_release(strimzi.release(), self, [operator_ns]))
 
         cluster_label = {"strimzi.io/cluster": model.KAFKA_CLUSTER}
         pools = [
             custom_resource(
-                STRIMZI_API,
-                "KafkaNodePool",
-                pool,
-                ns,
-                spec,
-                provider,
-                self,
-                labels=cluster_label,
-                depends_on=waits,
+                STRIMZI_API, "KafkaNodePool", pool, ns, spec, self, labels=cluster_label, depends_on=waits
             )
-            for pool, spec in model.kafka_node_pools(settings.kafka).items()
+            for pool, spec in model.kafka_node_pools(args.kafka).items()
         ]
         cluster = custom_resource(
             STRIMZI_API,
             "Kafka",
             model.KAFKA_CLUSTER,
             ns,
-            model.kafka_cluster_spec(settings.kafka),
-            provider,
+            model.kafka_cluster_spec(args.kafka),
             self,
             depends_on=[*waits, *pools],
         )
-        for topic in model.kafka_topics(settings.kafka):
+        for topic in model.kafka_topics(args.kafka):
             custom_resource(
                 STRIMZI_API,
                 "KafkaTopic",
                 topic.name,
                 ns,
                 topic.spec,
-                provider,
                 self,
                 labels=cluster_label,
                 depends_on=[cluster],
@@ -108,7 +118,7 @@ class Kafka(pulumi.ComponentResource):
                 ),
                 type="Opaque",
                 string_data={"password": password},
-                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[data_namespace]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[data_namespace]),
             )
             custom_resource(
                 STRIMZI_API,
@@ -116,7 +126,6 @@ class Kafka(pulumi.ComponentResource):
                 service,
                 ns,
                 model.kafka_user_spec(service),
-                provider,
                 self,
                 labels=cluster_label,
                 depends_on=[cluster, secret],

@@ -4,6 +4,7 @@ owns data, or the URLs of existing databases."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -11,26 +12,48 @@ import pulumi_kubernetes as k8s
 from emporium.infra import contract, model
 from emporium.infra.components._k8s import custom_resource, helm_release, namespace
 from emporium.infra.passwords import GeneratedPassword
-from emporium.infra.settings import StackSettings
+from emporium.infra.releases import cloudnative_pg
+from emporium.infra.settings import PostgresSettings, StackSettings
 
 CNPG_API = "postgresql.cnpg.io/v1"
 
 
+@dataclass(frozen=True)
+class PostgresArgs:
+    environment: str
+    postgres: PostgresSettings
+    install_operator: bool = True
+    # Where the CloudNativePG clusters run (``postgres.mode`` cnpg).
+    data_namespace: k8s.core.v1.Namespace | None = None
+    # DATABASE_URL by service (``postgres.mode`` external), a Pulumi secret.
+    external_urls: pulumi.Output[Mapping[str, str]] | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: StackSettings,
+        data_namespace: k8s.core.v1.Namespace | None = None,
+        external_urls: pulumi.Output[Mapping[str, str]] | None = None,
+    ) -> PostgresArgs:
+        return cls(
+            environment=settings.environment,
+            postgres=settings.postgres,
+            install_operator=settings.install_operators,
+            data_namespace=data_namespace,
+            external_urls=external_urls,
+        )
+
+
 class Postgres(pulumi.ComponentResource):
+    """Pass the Kubernetes provider in ``opts.providers``."""
+
     # DATABASE_URL by service, each a Pulumi secret.
     database_urls: dict[str, pulumi.Output[str]]
 
-    def __init__(
-        self,
-        name: str,
-        settings: StackSettings,
-        provider: k8s.Provider,
-        data_namespace: k8s.core.v1.Namespace | None,
-        external_urls: pulumi.Output[Mapping[str, str]] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("emporium:platform:Postgres", name, None, opts)
-        if settings.postgres.mode == "external":
+        if args.postgres.mode == "external":
+            external_urls = args.external_urls
             if external_urls is None:
                 raise ValueError(
                     "postgres.mode external needs the secret config emporium:externalDatabaseUrls"
@@ -39,23 +62,22 @@ class Postgres(pulumi.ComponentResource):
                 service: pulumi.Output.secret(external_urls.apply(lambda u, s=service: u[s]))
                 for service in contract.DATA_SERVICES
             }
+        elif args.data_namespace is None:
+            raise ValueError(
+                "postgres.mode cnpg needs PostgresArgs.data_namespace (the DataNamespace component)"
+            )
         else:
-            assert data_namespace is not None
-            self.database_urls = self._cloudnative_pg(name, settings, provider, data_namespace)
+            self.database_urls = self._cloudnative_pg(name, args, args.data_namespace)
         self.register_outputs({"services": list(self.database_urls)})
 
     def _cloudnative_pg(
-        self,
-        name: str,
-        settings: StackSettings,
-        provider: k8s.Provider,
-        data_namespace: k8s.core.v1.Namespace,
+        self, name: str, args: PostgresArgs, data_namespace: k8s.core.v1.Namespace
     ) -> dict[str, pulumi.Output[str]]:
-        ns = model.data_namespace(settings.environment)
+        ns = model.data_namespace(args.environment)
         waits: list[pulumi.Resource] = [data_namespace]
-        if settings.install_operators:
-            operator_ns = namespace(model.CNPG_NAMESPACE, provider, self)
-            waits.append(helm_release(model.cnpg_release(), provider, self, [operator_ns]))
+        if args.install_operator:
+            operator_ns = namespace(model.CNPG_NAMESPACE, self)
+            waits.append(helm_release(cloudnative_pg.release(), self, [operator_ns]))
 
         urls: dict[str, pulumi.Output[str]] = {}
         for service in contract.DATA_SERVICES:
@@ -69,20 +91,19 @@ class Postgres(pulumi.ComponentResource):
                 ),
                 type="kubernetes.io/basic-auth",
                 string_data={"username": service, "password": password},
-                opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[data_namespace]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[data_namespace]),
             )
             cluster = custom_resource(
                 CNPG_API,
                 "Cluster",
                 model.postgres_cluster_name(service),
                 ns,
-                model.postgres_cluster_spec(service, settings.postgres),
-                provider,
+                model.postgres_cluster_spec(service, args.postgres),
                 self,
                 labels={"emporium.dev/service": service},
                 depends_on=[*waits, owner],
             )
-            schedule = model.postgres_scheduled_backup_spec(service, settings.postgres)
+            schedule = model.postgres_scheduled_backup_spec(service, args.postgres)
             if schedule is not None:
                 custom_resource(
                     CNPG_API,
@@ -90,11 +111,10 @@ class Postgres(pulumi.ComponentResource):
                     f"{model.postgres_cluster_name(service)}-daily",
                     ns,
                     schedule,
-                    provider,
                     self,
                     depends_on=[cluster],
                 )
-            host = model.postgres_host(settings, service)
+            host = model.postgres_host(args.environment, service)
             urls[service] = pulumi.Output.secret(
                 password.apply(lambda p, s=service, h=host: model.database_url(h, s, p))
             )

@@ -3,10 +3,12 @@
 Routes are thin: validate the request (:mod:`emporium.gateway.validation`),
 call the storefront, render JSON. Errors are the kit's errors, rendered once,
 here, as ``{"error": {"code", "message", "fields"}}`` with the matching
-status. Two middlewares wrap the routes: OpenTelemetry's ASGI middleware (one
-server span per request, named after the route template) and
-:class:`RequestTelemetry` (RED metrics per route template and one JSON access
-log line per request).
+status. Three middlewares wrap the routes: OpenTelemetry's ASGI middleware
+(one server span per request, named after the route template),
+:class:`RequestTelemetry` (RED metrics per route template and the JSON access
+log: failures and slow requests always, successes sampled) and
+:class:`LoadShedder` (at most ``max_concurrent_requests`` requests at once;
+beyond that, an immediate 503 with ``Retry-After`` instead of a queue).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from emporium.kit.errors import (
     ServiceError,
     Unavailable,
 )
+from emporium.kit.logging import AccessLogSampler
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("emporium.gateway.access")
@@ -82,6 +85,11 @@ PAGE_SECURITY_HEADERS = {
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
+#: Retry-After of a 503 caused by an unavailable dependency (its breaker may be open).
+DEPENDENCY_RETRY_AFTER_SECONDS = 1
+#: Set in the ASGI scope of a request the LoadShedder refused.
+SHED_SCOPE_KEY = "emporium.shed"
+
 
 def error_response(
     status: int, code: str, message: str, fields: list[dict[str, str]] | None = None
@@ -101,7 +109,10 @@ def service_error_response(error: ServiceError) -> JSONResponse:
     status = error.http_status if code != "internal" else 500
     if status >= 500 and code == "internal":
         message = "internal error"
-    return error_response(status, code, message, fields)
+    response = error_response(status, code, message, fields)
+    if status == 503:
+        response.headers["Retry-After"] = str(DEPENDENCY_RETRY_AFTER_SECONDS)
+    return response
 
 
 def _dependency_message(error: Unavailable | DeadlineExceeded) -> str:
@@ -177,10 +188,17 @@ def build_app(
     storefront: Storefront,
     static_files: dict[str, StaticFile] | None = None,
     tracer_provider: Any = None,
+    *,
+    access_log: AccessLogSampler | None = None,
+    max_concurrent_requests: int | None = None,
+    retry_after_seconds: int = 1,
 ) -> ASGIApp:
-    """The gateway's ASGI application (telemetry middlewares included).
+    """The gateway's ASGI application (telemetry and load-shedding middlewares included).
 
-    ``tracer_provider`` defaults to the global one (set by the kit's Service).
+    ``tracer_provider`` defaults to the global one (set by the kit's Service);
+    ``access_log`` decides which successes get a line (all by default);
+    ``max_concurrent_requests`` (none by default) bounds the requests served
+    at once (HTTP_MAX_CONCURRENT_REQUESTS).
     """
     static = static_files if static_files is not None else load_static()
     if "index.html" not in static:
@@ -245,9 +263,11 @@ def build_app(
         Route("/api/checkout", json_errors(checkout), methods=["POST"]),
         Route("/api/orders/{order_id}", json_errors(get_order), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+    app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
+    if max_concurrent_requests is not None:
+        app = LoadShedder(app, max_concurrent_requests, retry_after_seconds)
     return OpenTelemetryMiddleware(
-        RequestTelemetry(app),
+        RequestTelemetry(app, access_log or AccessLogSampler(rate=1.0)),
         default_span_details=route_span_details(routes),
         exclude_spans=["receive", "send"],
         tracer_provider=tracer_provider,
@@ -308,11 +328,56 @@ def route_span_details(routes: list[BaseRoute]) -> Callable[[Scope], tuple[str, 
     return details
 
 
-class RequestTelemetry:
-    """RED metrics by route template and one JSON access log line per request."""
+class LoadShedder:
+    """At most ``limit`` requests at once; the next ones get 503 + Retry-After at once.
 
-    def __init__(self, app: ASGIApp) -> None:
+    No queue: a request the gateway cannot start now would wait behind the
+    ones in flight and likely miss its budget (PRODUCT_PAGE_BUDGET_MS), so it
+    is refused while refusing is cheap, and the client comes back after
+    ``Retry-After`` seconds. The refusal is counted (route ``unmatched``,
+    status 503) and traced like any request; its access line is sampled like
+    a success, so an overload does not also flood the log.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after_seconds: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         self.app = app
+        self.limit = limit
+        self.in_flight = 0
+        self._body = (
+            b'{"error":{"code":"overloaded","message":"the shop is busy right now; '
+            b'please try again in a moment","fields":[]}}'
+        )
+        self._headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"retry-after", str(retry_after_seconds).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            scope[SHED_SCOPE_KEY] = True
+            await send({"type": "http.response.start", "status": 503, "headers": self._headers})
+            await send({"type": "http.response.body", "body": self._body})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class RequestTelemetry:
+    """RED metrics by route template and the JSON access log (see AccessLogSampler)."""
+
+    def __init__(self, app: ASGIApp, access_log: AccessLogSampler | None = None) -> None:
+        self.app = app
+        self.access_log = access_log or AccessLogSampler(rate=1.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -335,14 +400,27 @@ class RequestTelemetry:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
             metrics.HTTP_DURATION.labels(route, method).observe(duration)
-            access_log.info(
-                "request",
-                extra={
-                    "http_method": scope["method"],
-                    "http_path": scope["path"],
-                    "http_route": route,
-                    "http_status": status,
-                    "duration_ms": round(duration * 1000, 2),
-                    "client": (scope.get("client") or ("", 0))[0],
-                },
-            )
+            self._log(scope, route, status, duration)
+
+    def _log(self, scope: Scope, route: str, status: int, duration: float) -> None:
+        extra: dict[str, Any] = {}
+        shed = scope.get(SHED_SCOPE_KEY, False)
+        if status < 400 or shed:
+            span_context = get_current_span().get_span_context()
+            key = "shed" if shed else route
+            decision = self.access_log.decide(key, duration, span_context.trace_id)
+            if decision is None:
+                return
+            if decision:
+                extra["sampled_out"] = decision
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        extra.update(
+            http_method=scope["method"],
+            http_path=scope["path"],
+            http_route=route,
+            http_status=status,
+            duration_ms=round(duration * 1000, 2),
+            client=(scope.get("client") or ("", 0))[0],
+        )
+        access_log.info("request", extra=extra)

@@ -44,7 +44,13 @@ def build_storefront(settings: GatewaySettings, service: Service) -> Storefront:
 
 async def serve(settings: GatewaySettings) -> None:
     service = Service("gateway", settings)
-    service.add_http_app(build_app(build_storefront(settings, service)), settings.http_port)
+    app = build_app(
+        build_storefront(settings, service),
+        access_log=service.access_log,
+        max_concurrent_requests=settings.http_max_concurrent_requests,
+        retry_after_seconds=settings.http_retry_after_seconds,
+    )
+    service.add_http_app(app, settings.http_port)
     await service.run()
 
 

@@ -17,6 +17,10 @@ class GatewaySettings(ServiceSettings):
     checkout_budget_ms: int = Field(default=3000, ge=50, le=120_000)
     #: How long a product or a product list page is served from memory.
     cache_ttl_seconds: float = Field(default=5.0, gt=0, le=3600)
+    #: Requests served at once; more are answered 503 with Retry-After straight away.
+    http_max_concurrent_requests: int = Field(default=100, ge=1, le=100_000)
+    #: The Retry-After (seconds) of a request refused because the gateway is full.
+    http_retry_after_seconds: int = Field(default=1, ge=1, le=3600)
 
     catalog_addr: str = Field(min_length=1)
     catalog_timeout_ms: int = Field(default=800, ge=1, le=60_000)

@@ -35,6 +35,14 @@ class ServiceSettings(BaseSettings):
     otel_service_name: str | None = None
     otel_traces_exporter: Literal["otlp", "console", "none"] = "none"
     otel_exporter_otlp_endpoint: str | None = None
+    #: Share of successful requests whose access line is written (by trace id); 1 = all.
+    access_log_sample_rate: float = Field(default=0.01, ge=0, le=1)
+    #: A success at least this slow is always logged.
+    access_log_slow_ms: float = Field(default=100.0, ge=0, le=600_000)
+    #: At least one success line per method (or route) this often; 0 = only sampled ones.
+    access_log_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
+    #: RPCs a gRPC server runs at once; more are refused at once with RESOURCE_EXHAUSTED.
+    grpc_max_concurrent_rpcs: int = Field(default=64, ge=1, le=100_000)
 
 
 class DatabaseSettings(BaseSettings):

@@ -43,7 +43,7 @@ from emporium.kit.db import Database, MigrationError, database_retry, migrate
 from emporium.kit.grpc import BreakerRegistry, DownstreamClient, build_server, set_serving
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import EventProducer, Handler, IdempotentConsumer
-from emporium.kit.logging import configure_logging
+from emporium.kit.logging import AccessLogSampler, configure_logging
 from emporium.kit.telemetry import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class Service:
         self.name = name
         self.settings = settings
         configure_logging(name, settings.log_level, settings.environment)
+        #: Which successful requests get an access log line (gRPC and HTTP).
+        self.access_log = AccessLogSampler.from_settings(settings)
         self.tracer_provider = configure_tracing(
             settings.otel_service_name or name,
             settings.environment,
@@ -225,6 +227,9 @@ class Service:
             port=settings.grpc_port,
             servicers=[(add, servicer) for add, servicer, _ in self._grpc_services],
             service_names=[name for _, _, name in self._grpc_services],
+            tracer_provider=self.tracer_provider,
+            access_log=self.access_log,
+            max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         )
         service_names = [name for _, _, name in self._grpc_services]
 

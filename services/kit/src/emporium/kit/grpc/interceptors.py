@@ -1,21 +1,30 @@
 """Server and client interceptors of the kit.
 
-Server chain, outermost first (see :func:`server_interceptors`):
+The server side is one interceptor, :class:`KitServerInterceptor`, that does
+for each unary-unary RPC, in this order:
 
-1. OpenTelemetry's aio server interceptor: one SERVER span per RPC, parent
-   taken from the caller's ``traceparent`` metadata, with ``rpc.system``,
-   ``rpc.service``, ``rpc.method`` and ``rpc.grpc.status_code``;
-2. :class:`AccessLogInterceptor`: one JSON log line per RPC (inside the span,
-   so it carries the trace and span ids);
-3. :class:`MetricsInterceptor`: RED metrics (requests by code, duration);
-4. :class:`ErrorMappingInterceptor`: kit errors to status codes with details;
-5. any extra interceptors the service adds (authentication...);
-6. :class:`DeadlineInterceptor`: refuses work whose deadline has passed and
-   publishes the remaining time to :mod:`emporium.kit.grpc.deadlines`.
+1. one OpenTelemetry SERVER span named ``/pkg.Service/Method``, parent taken
+   from the caller's ``traceparent`` metadata, with the attributes of
+   OpenTelemetry's gRPC instrumentation (``rpc.system``, ``rpc.service``,
+   ``rpc.method``, ``rpc.grpc.status_code``, ``net.peer.ip``/``port``); the
+   health service gets no span;
+2. the deadline check: work whose deadline already passed is refused
+   (DEADLINE_EXCEEDED, the handler never runs) and the time left is published
+   to :mod:`emporium.kit.grpc.deadlines` for downstream calls;
+3. the handler;
+4. error mapping: kit errors to their status with rich details, anything
+   else to INTERNAL (logged with its traceback);
+5. RED metrics (requests by code, duration) and the access log line, inside
+   the span: every failure and every slow call, successes sampled
+   (:class:`~emporium.kit.logging.AccessLogSampler`).
 
-The kit's own interceptors act on unary-unary methods (all the services'
-methods are unary); other kinds of methods pass through them unchanged and
-are still traced by OpenTelemetry.
+One interceptor instead of a chain of five: each RPC is wrapped once, and the
+wrapped handler of a method is built once and reused, where a chain builds a
+handler per interceptor per call. When a service adds its own interceptors
+(authentication...), they run inside the kit's and the deadline check moves
+after them (:class:`DeadlineInterceptor`), as before.
+
+Other kinds of methods (streaming) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -25,25 +34,30 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from emporium.kit import errors, metrics
 from emporium.kit.grpc import deadlines
+from emporium.kit.logging import AccessLogSampler
 
 log = logging.getLogger("emporium.kit.grpc")
 access_log = logging.getLogger("emporium.kit.grpc.access")
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-Wrapper = Callable[[Behavior, str, str], Behavior]
 
 #: Services whose calls are infrastructure, not work: logged at DEBUG only.
 QUIET_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
+#: Services whose calls get no span (probes would drown the useful traces).
+UNTRACED_SERVICES = ("grpc.health.v1.Health",)
 
-#: Codes that mean "the server failed", logged at WARNING.
+#: Codes that mean "the server failed", logged at WARNING; the span is an error.
 SERVER_FAULT_CODES = frozenset(
     {
         grpc.StatusCode.INTERNAL,
@@ -68,36 +82,6 @@ def is_quiet(service: str) -> bool:
     return service.startswith(QUIET_SERVICES)
 
 
-def _wrap_unary_unary(
-    handler: grpc.RpcMethodHandler | None, full_method: str, wrapper: Wrapper
-) -> grpc.RpcMethodHandler | None:
-    """Wraps a unary-unary handler's behaviour; other handlers pass unchanged."""
-    if handler is None or handler.request_streaming or handler.response_streaming:
-        return handler
-    service, method = split_method(full_method)
-    behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
-    return grpc.unary_unary_rpc_method_handler(
-        wrapper(behavior, service, method),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
-
-
-class _UnaryServerInterceptor(grpc.aio.ServerInterceptor):
-    """Base: subclasses implement :meth:`wrap` around one RPC's behaviour."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        return _wrap_unary_unary(handler, handler_call_details.method, self.wrap)  # type: ignore[return-value]
-
-    def wrap(self, behavior: Behavior, service: str, method: str) -> Behavior:
-        raise NotImplementedError
-
-
 def final_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> grpc.StatusCode:
     """The status an RPC ended with, as seen from inside the server."""
     if isinstance(error, asyncio.CancelledError):
@@ -109,66 +93,6 @@ def final_code(context: grpc.aio.ServicerContext, error: BaseException | None) -
     if isinstance(code, grpc.StatusCode):
         return code
     return grpc.StatusCode.OK if error is None else grpc.StatusCode.UNKNOWN
-
-
-class AccessLogInterceptor(_UnaryServerInterceptor):
-    """One log line per RPC: method, code, duration_ms, peer."""
-
-    def wrap(self, behavior: Behavior, service: str, method: str) -> Behavior:
-        quiet = is_quiet(service)
-
-        async def logged(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                return await behavior(request, context)
-            except BaseException as caught:
-                error = caught
-                raise
-            finally:
-                code = final_code(context, error)
-                if quiet:
-                    level = logging.DEBUG
-                elif code in SERVER_FAULT_CODES:
-                    level = logging.WARNING
-                else:
-                    level = logging.INFO
-                if access_log.isEnabledFor(level):
-                    access_log.log(
-                        level,
-                        "rpc",
-                        extra={
-                            "rpc_service": service,
-                            "rpc_method": method,
-                            "code": code.name,
-                            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                            "peer": context.peer(),
-                        },
-                    )
-
-        return logged
-
-
-class MetricsInterceptor(_UnaryServerInterceptor):
-    """emporium_rpc_server_requests_total and _duration_seconds."""
-
-    def wrap(self, behavior: Behavior, service: str, method: str) -> Behavior:
-        duration = metrics.RPC_SERVER_DURATION.labels(service, method)
-
-        async def measured(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                return await behavior(request, context)
-            except BaseException as caught:
-                error = caught
-                raise
-            finally:
-                duration.observe(time.perf_counter() - started)
-                code = final_code(context, error)
-                metrics.RPC_SERVER_REQUESTS.labels(service, method, code.name).inc()
-
-        return measured
 
 
 def status_for(error: errors.ServiceError) -> grpc.Status:
@@ -199,67 +123,232 @@ def status_for(error: errors.ServiceError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-class ErrorMappingInterceptor(_UnaryServerInterceptor):
-    """Kit errors to their status; anything else to INTERNAL, logged with traceback.
+def _peer_attributes(peer: str) -> dict[str, str]:
+    """``ipv4:127.0.0.1:57284`` -> net.peer.ip and net.peer.port (as the instrumentation)."""
+    if peer.startswith("unix:"):
+        return {}
+    try:
+        ip, port = peer.split(",")[0].split(":", 1)[1].rsplit(":", 1)
+    except (IndexError, ValueError):
+        return {}
+    ip = unquote(ip)
+    attributes = {"net.peer.ip": ip, "net.peer.port": port}
+    if ip in ("[::1]", "127.0.0.1"):
+        attributes["net.peer.name"] = "localhost"
+    return attributes
 
-    A handler that already aborted (``context.abort``) keeps its status.
+
+def _expired(method: str, left: float) -> errors.DeadlineExceeded:
+    return errors.DeadlineExceeded(
+        f"caller's deadline passed {-left * 1000:.0f} ms before {method} started"
+    )
+
+
+class KitServerInterceptor(grpc.aio.ServerInterceptor):
+    """Span, deadline, error mapping, metrics and access log of every unary RPC, in one wrap."""
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: Any = None,
+        sampler: AccessLogSampler | None = None,
+        check_deadline: bool = True,
+    ) -> None:
+        self._tracer = trace.get_tracer("emporium.kit.grpc.server", tracer_provider=tracer_provider)
+        self._sampler = sampler or AccessLogSampler()
+        self._check_deadline = check_deadline
+        # full method -> (the handler we were given, the handler we return)
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        full_method = handler_call_details.method
+        if isinstance(full_method, bytes):
+            full_method = full_method.decode()
+        cached = self._wrapped.get(full_method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler.unary_unary, full_method),  # type: ignore[arg-type]
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._wrapped[full_method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, behavior: Behavior, full_method: str) -> Behavior:
+        service, method = split_method(full_method)
+        quiet = is_quiet(service)
+        traced = not service.startswith(UNTRACED_SERVICES)
+        duration = metrics.RPC_SERVER_DURATION.labels(service, method)
+        counters: dict[grpc.StatusCode, Any] = {}
+        tracer = self._tracer
+        sample_key = full_method
+        check_deadline = self._check_deadline
+        base_attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+
+        async def run(request: Any, context: grpc.aio.ServicerContext, span: Any) -> Any:
+            error: BaseException | None = None
+            started = time.perf_counter()
+            try:
+                try:
+                    if not check_deadline:
+                        return await behavior(request, context)
+                    left = context.time_remaining()
+                    if left is None:
+                        return await behavior(request, context)
+                    if left <= 0:
+                        raise _expired(method, left)
+                    with deadlines.deadline_scope(left):
+                        return await behavior(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except errors.ServiceError as caught:
+                    status = status_for(caught)
+                    await context.abort(status.code, status.details, status.trailing_metadata)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as caught:
+                    log.exception(
+                        "unhandled error in RPC handler",
+                        extra={"rpc_service": service, "rpc_method": method},
+                    )
+                    if span is not None:
+                        span.record_exception(caught)
+                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            except BaseException as caught:
+                error = caught
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                code = final_code(context, error)
+                duration.observe(elapsed)
+                counter = counters.get(code)
+                if counter is None:
+                    counter = counters[code] = metrics.RPC_SERVER_REQUESTS.labels(
+                        service, method, code.name
+                    )
+                counter.inc()
+                if span is not None:
+                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if code in SERVER_FAULT_CODES:
+                        span.set_status(Status(StatusCode.ERROR, code.name))
+                self._log(context, span, code, elapsed, quiet, service, method, sample_key)
+
+        async def intercepted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if not traced:
+                return await run(request, context, None)
+            metadata = context.invocation_metadata()
+            carrier = {key: value for key, value in metadata} if metadata else {}
+            parent = propagate.extract(carrier)
+            attributes = dict(base_attributes)
+            peer = context.peer()
+            if peer:
+                attributes.update(_peer_attributes(peer))
+            agent = carrier.get("user-agent")
+            if isinstance(agent, str):
+                attributes["rpc.user_agent"] = agent
+            with tracer.start_as_current_span(
+                full_method,
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                return await run(request, context, span)
+
+        return intercepted
+
+    def _log(
+        self,
+        context: grpc.aio.ServicerContext,
+        span: Any,
+        code: grpc.StatusCode,
+        elapsed: float,
+        quiet: bool,
+        service: str,
+        method: str,
+        sample_key: str,
+    ) -> None:
+        extra: dict[str, Any] = {}
+        if quiet:
+            level = logging.DEBUG
+        elif code in SERVER_FAULT_CODES:
+            level = logging.WARNING
+        else:
+            level = logging.INFO
+            if code is grpc.StatusCode.OK:
+                trace_id = span.get_span_context().trace_id if span is not None else 0
+                decision = self._sampler.decide(sample_key, elapsed, trace_id)
+                if decision is None:
+                    return
+                if decision:
+                    extra["sampled_out"] = decision
+        if not access_log.isEnabledFor(level):
+            return
+        extra.update(
+            rpc_service=service,
+            rpc_method=method,
+            code=code.name,
+            duration_ms=round(elapsed * 1000, 2),
+            peer=context.peer(),
+        )
+        access_log.log(level, "rpc", extra=extra)
+
+
+class DeadlineInterceptor(grpc.aio.ServerInterceptor):
+    """No work after the caller's deadline; downstream calls inherit what is left.
+
+    Used only when a service adds interceptors of its own: they run between
+    the kit's interceptor and this check.
     """
 
-    def wrap(self, behavior: Behavior, service: str, method: str) -> Behavior:
-        async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                return await behavior(request, context)
-            except grpc.aio.AbortError:
-                raise
-            except errors.ServiceError as error:
-                status = status_for(error)
-                await context.abort(status.code, status.details, status.trailing_metadata)
-            except Exception:
-                log.exception(
-                    "unhandled error in RPC handler",
-                    extra={"rpc_service": service, "rpc_method": method},
-                )
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        _, method = split_method(handler_call_details.method)
+        behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
 
-        return mapped
-
-
-class DeadlineInterceptor(_UnaryServerInterceptor):
-    """No work after the caller's deadline; downstream calls inherit what is left."""
-
-    def wrap(self, behavior: Behavior, service: str, method: str) -> Behavior:
         async def bounded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             left = context.time_remaining()
             if left is None:
                 return await behavior(request, context)
             if left <= 0:
-                raise errors.DeadlineExceeded(
-                    f"caller's deadline passed {-left * 1000:.0f} ms before {method} started"
-                )
+                raise _expired(method, left)
             with deadlines.deadline_scope(left):
                 return await behavior(request, context)
 
-        return bounded
+        return grpc.unary_unary_rpc_method_handler(
+            bounded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 def server_interceptors(
     extra: list[grpc.aio.ServerInterceptor] | None = None,
     tracer_provider: Any = None,
+    sampler: AccessLogSampler | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
-    """The kit's server chain, outermost first, with ``extra`` before the deadline check."""
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-
-    telemetry = aio_server_interceptor(
-        tracer_provider=tracer_provider, filter_=filters.negate(filters.health_check())
+    """The kit's interceptor, then ``extra`` and the deadline check when there are extras."""
+    if not extra:
+        return [KitServerInterceptor(tracer_provider=tracer_provider, sampler=sampler)]
+    kit = KitServerInterceptor(
+        tracer_provider=tracer_provider, sampler=sampler, check_deadline=False
     )
-    return [
-        telemetry,
-        AccessLogInterceptor(),
-        MetricsInterceptor(),
-        ErrorMappingInterceptor(),
-        *(extra or []),
-        DeadlineInterceptor(),
-    ]
+    return [kit, *extra, DeadlineInterceptor()]
 
 
 # --- client side ------------------------------------------------------------

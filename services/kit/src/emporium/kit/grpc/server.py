@@ -13,6 +13,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from emporium.kit.grpc.interceptors import server_interceptors
+from emporium.kit.logging import AccessLogSampler
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def build_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     tracer_provider: Any = None,
     options: Sequence[tuple[str, Any]] = DEFAULT_SERVER_OPTIONS,
+    access_log: AccessLogSampler | None = None,
+    max_concurrent_rpcs: int | None = None,
 ) -> BuiltServer:
     """Builds (does not start) the server; ``port=0`` picks a free port.
 
@@ -64,12 +67,20 @@ def build_server(
     NOT_SERVING in the health service: the runtime flips them with
     :func:`set_serving` once the service is ready. ``interceptors`` run inside
     the kit's telemetry, logging, metrics and error mapping, before the
-    deadline check.
+    deadline check. ``access_log`` decides which successes are logged (every
+    one by default). With ``max_concurrent_rpcs``, the server runs at most
+    that many RPCs at once and refuses more straight away with
+    RESOURCE_EXHAUSTED ("Concurrent RPC limit exceeded"), before any
+    interceptor or handler runs: an overloaded server sheds load in
+    microseconds instead of queueing calls until their deadlines expire.
     """
     health = health_servicer or HealthServicer()
     server = grpc.aio.server(
-        interceptors=server_interceptors(list(interceptors), tracer_provider),
+        interceptors=server_interceptors(
+            list(interceptors), tracer_provider, access_log or AccessLogSampler(rate=1.0)
+        ),
         options=list(options),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     for add_to_server, servicer in servicers:
         add_to_server(servicer, server)

@@ -1,0 +1,253 @@
+"""Cost of the kit per call: a bare grpc.aio server against a kit server, same message.
+
+    uv run python bench/kit_vs_bare.py --rounds 6 --seconds 3 --concurrency 50
+
+Starts two server processes on loopback ports, each answering
+``CatalogService/GetProduct`` with the same pre-built response:
+
+- ``bare``: ``grpc.aio.server()`` and the servicer, nothing else;
+- ``kit``: the kit's ``build_server`` (tracing, access log, metrics, error
+  mapping, deadlines, health, reflection) in a process set up like a service
+  (JSON logging at INFO to a file, a tracer provider with a batch processor
+  exporting nowhere by default, or over OTLP with ``--otlp``).
+
+A load process (grpc.aio, ``--concurrency`` calls in flight, each with a 1 s
+deadline, as a service calls another) drives them in turns, bare then kit,
+``--rounds`` times, so both see the same machine load. For each turn it
+records the calls completed and the server process's CPU time (user +
+system, from /proc); it prints throughput, CPU per call and the kit/bare
+ratios. Figures only: nothing passes or fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+CATALOG = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cached_response() -> catalog_pb2.GetProductResponse:
+    product = catalog_pb2.Product(
+        product_id="bench-product",
+        name="A benchmark product",
+        description="The same message every time, built once.",
+        stock_available=100,
+    )
+    return catalog_pb2.GetProductResponse(product=product)
+
+
+class CachedCatalog(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self) -> None:
+        self.response = cached_response()
+
+    async def GetProduct(
+        self, request: catalog_pb2.GetProductRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetProductResponse:
+        return self.response
+
+
+async def serve(kind: str, port: int, otlp: str | None, log_all: bool) -> None:
+    if kind == "bare":
+        server = grpc.aio.server()
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CachedCatalog(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+    else:
+        from emporium.kit.config import ServiceSettings
+        from emporium.kit.grpc import build_server, set_serving
+        from emporium.kit.logging import AccessLogSampler, configure_logging
+        from emporium.kit.telemetry import configure_tracing
+
+        # A service's defaults (ACCESS_LOG_*, GRPC_MAX_CONCURRENT_RPCS), as Service sets up.
+        settings = ServiceSettings()
+        configure_logging("bench-kit", "INFO", "local")
+        sampler = (
+            AccessLogSampler(rate=1.0) if log_all else AccessLogSampler.from_settings(settings)
+        )
+        provider = configure_tracing(
+            "bench-kit", "local", exporter="otlp" if otlp else "none", endpoint=otlp
+        )
+        if not otlp:
+            # What a service with an exporter pays per span, minus the network.
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+            from opentelemetry.sdk.trace.export import SpanExportResult as Result
+
+            class Discard(SpanExporter):
+                def export(self, spans: object) -> Result:
+                    return Result.SUCCESS
+
+            provider.add_span_processor(BatchSpanProcessor(Discard()))
+        built = build_server(
+            host="127.0.0.1",
+            port=port,
+            servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CachedCatalog())],
+            service_names=[CATALOG],
+            tracer_provider=provider,
+            access_log=sampler,
+            max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+        )
+        server = built.server
+        set_serving(built.health, [CATALOG], True)
+    await server.start()
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+async def load(port: int, concurrency: int, seconds: float) -> None:
+    """Closed-loop load for ``seconds``; prints JSON {calls, errors} on stdout."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        request = catalog_pb2.GetProductRequest(product_id="bench-product")
+        await stub.GetProduct(request, timeout=5)
+        calls = errors = 0
+        end = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal calls, errors
+            while time.monotonic() < end:
+                try:
+                    await stub.GetProduct(request, timeout=1)
+                    calls += 1
+                except grpc.aio.AioRpcError:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    print(json.dumps({"calls": calls, "errors": errors}), flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per turn")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--otlp", help="export the kit server's spans to this OTLP endpoint")
+    parser.add_argument(
+        "--log-all", action="store_true", help="the kit server logs every success (rate 1)"
+    )
+    parser.add_argument("--serve", choices=["bare", "kit"], help=argparse.SUPPRESS)
+    parser.add_argument("--load", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(serve(args.serve, args.port, args.otlp, args.log_all))
+        return 0
+    if args.load:
+        asyncio.run(load(args.load, args.concurrency, args.seconds))
+        return 0
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-kit-vs-bare-"))
+    servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
+    try:
+        for kind in ("bare", "kit"):
+            port = free_port()
+            command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
+            if args.otlp:
+                command += ["--otlp", args.otlp]
+            if args.log_all:
+                command.append("--log-all")
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=(workdir / f"{kind}.err").open("w"),
+                text=True,
+                start_new_session=True,
+            )
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{kind} server did not start; see {workdir}")
+            # Everything else it writes (the kit's JSON log) goes to a file.
+            servers[kind] = (process, port)
+        kit_log = (workdir / "kit.log").open("w")
+        drain = subprocess.Popen(["cat"], stdin=servers["kit"][0].stdout, stdout=kit_log)
+        results: dict[str, list[tuple[float, float, int]]] = {"bare": [], "kit": []}
+        print(
+            f"kit vs bare grpc.aio, GetProduct with a cached answer, "
+            f"{args.concurrency} in flight, {args.rounds} rounds of {args.seconds:g} s each, "
+            f"interleaved; load average {loadavg()}"
+        )
+        for round_ in range(args.rounds + 1):  # round 0 warms both up, not counted
+            for kind in ("bare", "kit"):
+                process, port = servers[kind]
+                cpu_before = cpu_seconds(process.pid)
+                started = time.monotonic()
+                output = subprocess.run(
+                    [sys.executable, __file__, "--load", str(port),
+                     "--concurrency", str(args.concurrency), "--seconds", str(args.seconds)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                elapsed = time.monotonic() - started
+                cpu = cpu_seconds(process.pid) - cpu_before
+                counts = json.loads(output.stdout.strip().splitlines()[-1])
+                if round_ == 0:
+                    continue
+                rate = counts["calls"] / args.seconds
+                results[kind].append((rate, cpu / max(counts["calls"], 1), counts["errors"]))
+                print(
+                    f"  round {round_} {kind:<4} {rate:8.0f} calls/s  "
+                    f"{cpu / max(counts['calls'], 1) * 1e6:6.0f} us CPU/call  "
+                    f"server CPU {cpu / elapsed * 100:4.0f}%  errors {counts['errors']}"
+                )
+        print(f"{'server':<6}{'calls/s (median)':>18}{'us CPU/call (median)':>22}{'errors':>8}")
+        medians = {}
+        for kind, rows in results.items():
+            rate = statistics.median(row[0] for row in rows)
+            per_call = statistics.median(row[1] for row in rows)
+            medians[kind] = (rate, per_call)
+            print(f"{kind:<6}{rate:>18.0f}{per_call * 1e6:>22.0f}{sum(r[2] for r in rows):>8}")
+        ratios = [k[0] / b[0] for k, b in zip(results["kit"], results["bare"], strict=True)]
+        print(
+            f"kit/bare throughput {medians['kit'][0] / medians['bare'][0]:.2f}x "
+            f"(per round {min(ratios):.2f}-{max(ratios):.2f}x), "
+            f"CPU per call {medians['kit'][1] / medians['bare'][1]:.2f}x; "
+            f"load average {loadavg()}"
+        )
+        print(f"kit server log: {workdir / 'kit.log'}")
+        drain.terminate()
+    finally:
+        for process, _ in servers.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process, _ in servers.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

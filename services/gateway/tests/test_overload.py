@@ -1,0 +1,204 @@
+"""A saturated gateway sheds load: 503 with Retry-After at once, not a queue.
+
+The real gateway process (``python -m emporium.gateway.main``) with a small
+``HTTP_MAX_CONCURRENT_REQUESTS``, in front of real gRPC servers on loopback
+ports. The catalog holds every GetProduct until the test releases it, so the
+gateway fills up with product pages for sure; the next requests are refused
+with 503, ``Retry-After`` and a JSON error, the held ones still succeed, and
+the gateway serves again afterwards. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from emporium_platform.pytest_plugin import eventually, free_port
+
+from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from emporium.common.v1 import money_pb2
+from emporium.kit.grpc import build_server, set_serving
+from emporium.orders.v1 import orders_pb2_grpc
+from emporium.recommendations.v1 import recommendations_pb2, recommendations_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+LIMIT = 2
+RETRY_AFTER = 3
+
+
+class HeldCatalog(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.release = asyncio.Event()
+
+    async def GetProduct(
+        self, request: catalog_pb2.GetProductRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetProductResponse:
+        self.waiting += 1
+        try:
+            await self.release.wait()
+        finally:
+            self.waiting -= 1
+        product = catalog_pb2.Product(
+            product_id=request.product_id,
+            name=f"Name of {request.product_id}",
+            price=money_pb2.Money(currency_code="EUR", amount_minor=100),
+            stock_available=5,
+        )
+        return catalog_pb2.GetProductResponse(product=product)
+
+
+class NoRecommendations(recommendations_pb2_grpc.RecommendationServiceServicer):
+    async def ListRecommendations(
+        self,
+        request: recommendations_pb2.ListRecommendationsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> recommendations_pb2.ListRecommendationsResponse:
+        return recommendations_pb2.ListRecommendationsResponse()
+
+
+@dataclass
+class Saturable:
+    catalog: HeldCatalog
+    http: httpx.AsyncClient
+    admin_url: str
+    log_path: Path
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Saturable]:
+    catalog = HeldCatalog()
+    servers = []
+    addresses = {}
+    for name, add, servicer, full_name in (
+        (
+            "CATALOG",
+            catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
+            catalog,
+            "emporium.catalog.v1.CatalogService",
+        ),
+        (
+            "RECOMMENDATIONS",
+            recommendations_pb2_grpc.add_RecommendationServiceServicer_to_server,
+            NoRecommendations(),
+            "emporium.recommendations.v1.RecommendationService",
+        ),
+        (
+            "ORDERS",
+            orders_pb2_grpc.add_OrderServiceServicer_to_server,
+            orders_pb2_grpc.OrderServiceServicer(),
+            "emporium.orders.v1.OrderService",
+        ),
+    ):
+        built = build_server(
+            host="127.0.0.1", port=0, servicers=[(add, servicer)], service_names=[full_name]
+        )
+        await built.server.start()
+        task = set_serving(built.health, [full_name], True)
+        assert task is not None
+        await task
+        servers.append(built.server)
+        addresses[f"{name}_ADDR"] = f"127.0.0.1:{built.port}"
+
+    http_port, admin_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **addresses,
+        "ENVIRONMENT": "test",
+        "BIND_HOST": "127.0.0.1",
+        "HTTP_PORT": str(http_port),
+        "ADMIN_PORT": str(admin_port),
+        "GRPC_PORT": str(free_port()),
+        "SHUTDOWN_GRACE_SECONDS": "2",
+        "HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
+        "CACHE_TTL_SECONDS": "0.001",
+        # The held pages must not time out while the test looks at the others.
+        "PRODUCT_PAGE_BUDGET_MS": "60000",
+        "CATALOG_TIMEOUT_MS": "60000",
+        "HTTP_MAX_CONCURRENT_REQUESTS": str(LIMIT),
+        "HTTP_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "emporium.gateway.main",
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    admin_url = f"http://127.0.0.1:{admin_port}"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=60) as http:
+
+            async def ready() -> bool:
+                if process.returncode is not None:
+                    raise AssertionError(f"gateway exited:\n{log_path.read_text()[-3000:]}")
+                try:
+                    return (await http.get(f"{admin_url}/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, 30, "gateway ready")
+            yield Saturable(catalog, http, admin_url, log_path)
+    finally:
+        catalog.release.set()
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        for server in servers:
+            await server.stop(None)
+
+
+async def test_a_full_gateway_answers_503_with_retry_after_and_recovers(
+    gateway: Saturable,
+) -> None:
+    http, catalog = gateway.http, gateway.catalog
+    held = [asyncio.ensure_future(http.get(f"/api/products/held-{i}")) for i in range(LIMIT)]
+
+    async def full() -> bool:
+        return catalog.waiting == LIMIT
+
+    await eventually(full, 20, f"{LIMIT} product pages waiting on the catalog")
+
+    for i in range(3):
+        refused = await http.get(f"/api/products/extra-{i}")
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == str(RETRY_AFTER)
+        assert refused.headers["cache-control"] == "no-store"
+        assert refused.json()["error"]["code"] == "overloaded"
+    assert catalog.waiting == LIMIT, "a refused request must not reach the catalog"
+
+    catalog.release.set()
+    pages = await asyncio.gather(*held)
+    assert [page.status_code for page in pages] == [200] * LIMIT
+    assert [page.json()["product"]["product_id"] for page in pages] == [
+        f"held-{i}" for i in range(LIMIT)
+    ]
+    again = await http.get("/api/products/after")
+    assert again.status_code == 200, again.text
+
+    # Every refusal is counted, like any other response of the edge.
+    metrics = (await http.get(f"{gateway.admin_url}/metrics")).text
+    shed = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("emporium_http_requests_total{") and 'status="503"' in line
+    ]
+    assert shed, metrics[-2000:]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) >= 3
