@@ -235,12 +235,10 @@ class OutboxRelay:
         else:
             return
         log.info("outbox relay is the publisher")
-        conn.add_notify_handler(self._notified)
         await session.execute(f"LISTEN {NOTIFY_CHANNEL}")
         try:
             await self._lead(conn, session)
         finally:
-            conn.remove_notify_handler(self._notified)
             if not conn.closed:
                 # The pool's reset would drop the lock with the connection otherwise.
                 with contextlib.suppress(psycopg.Error):
@@ -249,17 +247,19 @@ class OutboxRelay:
                         "SELECT pg_advisory_unlock(hashtextextended($1, 0))", RELAY_LOCK_NAME
                     )
 
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
-
     async def _wait_for_notification(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Waits up to ``poll_interval`` for a NOTIFY (or stop); the connection reads meanwhile."""
+        """Waits up to ``poll_interval`` for a NOTIFY (or stop); the connection reads meanwhile.
+
+        Notifications that arrived while a batch was being published come back
+        first (psycopg keeps them), so a commit is never missed; the rest of
+        that backlog is drained at once, one wake-up for all of them.
+        """
         if self._wake.is_set() or self._stopping.is_set():
             return
-        # The generator returns on the first notification or the timeout; the
-        # handler above also sees notifications that arrive during queries.
         async for _ in conn.notifies(timeout=self._poll_interval, stop_after=1):
             break
+        async for _ in conn.notifies(timeout=0):
+            pass
 
     async def _lead(self, conn: psycopg.AsyncConnection[Any], session: Session) -> None:
         self.state = "publishing"
