@@ -8,3 +8,7 @@ echo; echo "== latency of the product page and checkout (bench/latency.py)"
 uv run --frozen python bench/latency.py "$@"
 echo; echo "== cost of tracing on the product page (bench/product_page.py)"
 uv run --frozen python bench/product_page.py
+echo; echo "== cost of the kit per call: kit vs bare grpc.aio server, interleaved (bench/kit_vs_bare.py)"
+uv run --frozen python bench/kit_vs_bare.py
+echo; echo "== open-loop load: product page and checkout at fixed rates (bench/load.py)"
+uv run --frozen python bench/load.py --pages 50,100,300,600 --checkouts 20,50

@@ -135,6 +135,8 @@ def test_every_stack_is_valid_for_the_engine(tofu, initialized, synthesized, tmp
     report = _validate(tofu, initialized, tmp_path / "work", config)
     assert report["valid"], _errors(report)
     assert report["error_count"] == 0
+    # Deprecated arguments show up here before a provider release removes them.
+    assert report["warning_count"] == 0, report["diagnostics"]
 
 
 def _with_provider_argument(config: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,17 @@ class Boom(Exception):
     pass
 
 
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+
+DOWN = FakeRpcError(grpc.StatusCode.UNAVAILABLE)
+
+
 async def guarded(breaker: AsyncCircuitBreaker, work: asyncio.Future[None] | None = None) -> None:
     """What DownstreamClient does around one attempt."""
     admission = breaker.admit()
@@ -162,7 +173,7 @@ def test_rpc_errors_with_business_codes_do_not_count() -> None:
 def test_serving_closes_an_open_breaker_before_its_reset_timeout() -> None:
     breaker = AsyncCircuitBreaker("t-serving", fail_max=1, reset_timeout=60)
     assert breaker.downstream_serving() is False  # closed: nothing to do
-    breaker.admit().failed(Boom())
+    breaker.admit().failed(DOWN)
     assert breaker.state == "open"
     assert breaker.downstream_serving() is True
     assert breaker.state == "closed"
@@ -170,9 +181,23 @@ def test_serving_closes_an_open_breaker_before_its_reset_timeout() -> None:
     breaker.admit().succeeded()
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED), FakeRpcError(grpc.StatusCode.INTERNAL)],
+)
+def test_serving_says_nothing_about_a_hung_or_failing_handler(failure: Exception) -> None:
+    """A downstream that hangs or errs while its health service says SERVING: timer only."""
+    breaker = AsyncCircuitBreaker("t-serving-hung", fail_max=2, reset_timeout=60)
+    breaker.admit().failed(DOWN)
+    breaker.admit().failed(failure)  # the failure that opened it decides
+    assert breaker.state == "open"
+    assert breaker.downstream_serving() is False
+    assert breaker.state == "open"
+
+
 async def test_serving_does_not_override_a_trial_in_flight() -> None:
     breaker = AsyncCircuitBreaker("t-serving-trial", fail_max=1, reset_timeout=0.05)
-    breaker.admit().failed(Boom())
+    breaker.admit().failed(DOWN)
     await asyncio.sleep(0.06)
     trial = breaker.admit()
     assert breaker.downstream_serving() is False
@@ -183,9 +208,9 @@ async def test_serving_does_not_override_a_trial_in_flight() -> None:
 async def test_serving_is_not_trusted_from_a_downstream_that_fails_its_calls() -> None:
     """SERVING, yet every call fails: the breaker falls back to its timer, no flapping."""
     breaker = AsyncCircuitBreaker("t-serving-flap", fail_max=1, reset_timeout=0.2)
-    breaker.admit().failed(Boom())
+    breaker.admit().failed(DOWN)
     assert breaker.downstream_serving() is True
-    breaker.admit().failed(Boom())  # opened again right after the health-driven close
+    breaker.admit().failed(DOWN)  # opened again right after the health-driven close
     assert breaker.downstream_serving() is False
     assert breaker.state == "open"
     await asyncio.sleep(0.21)
@@ -194,7 +219,7 @@ async def test_serving_is_not_trusted_from_a_downstream_that_fails_its_calls() -
     trial.succeeded()
     assert breaker.state == "closed"
     # Recovered by a real call: SERVING is trusted again.
-    breaker.admit().failed(Boom())
+    breaker.admit().failed(DOWN)
     assert breaker.downstream_serving() is True
 
 

@@ -25,15 +25,19 @@ under the breaker's lock for bookkeeping only, never across an ``await``:
    up, or its own deadline cut the call short).
 
 Recovery follows the downstream's readiness, not only the clock: when the
-downstream's own gRPC health service answers SERVING over the same channel
+breaker opened because the downstream was unavailable (its last counted
+failure was UNAVAILABLE: down, restarting, not ready) and the downstream's
+own gRPC health service then answers SERVING over the same channel
 (:meth:`AsyncCircuitBreaker.downstream_serving`, called by the client's
-probe), an open breaker closes at once instead of waiting out
-``reset_timeout``. That answer is a successful call to the downstream, the
-same evidence a trial call would give, without making a customer's request
-the trial. A downstream that reports SERVING yet fails its calls would flap
-the breaker; so when a breaker opens again within ``reset_timeout`` of a
-health-driven close, SERVING is not trusted again until the breaker has
-recovered by the ordinary trial call.
+probe), the breaker closes at once instead of waiting out ``reset_timeout``.
+That answer is a successful call to the downstream that contradicts exactly
+what the failures said, without making a customer's request the trial.
+SERVING says nothing about a downstream that hangs or errs in its handlers
+(DEADLINE_EXCEEDED, INTERNAL...): those breakers keep the timer. And a
+downstream that reports SERVING yet fails its calls would flap the breaker;
+so when a breaker opens again within ``reset_timeout`` of a health-driven
+close, SERVING is not trusted again until the breaker has recovered by the
+ordinary trial call.
 
 The only pybreaker internals used are ``_lock``, ``_state_storage.opened_at``
 and the state objects' ``_handle_success``/``_handle_error``; they are the same
@@ -95,6 +99,15 @@ def is_overload(error: BaseException) -> bool:
     return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """UNAVAILABLE: the downstream could not be reached or said it cannot serve now."""
+    if isinstance(error, grpc.RpcError):
+        return error.code() == grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, ServiceError):
+        return error.grpc_code == grpc.StatusCode.UNAVAILABLE
+    return False
+
+
 class _MetricsListener(pybreaker.CircuitBreakerListener):
     """Mirrors state changes in emporium_breaker_state and _transitions_total."""
 
@@ -138,6 +151,8 @@ class AsyncCircuitBreaker:
         #: When SERVING last closed the breaker, and whether SERVING is trusted now.
         self._health_closed_at: datetime | None = None
         self._trust_serving = True
+        #: Whether the last failure counted was UNAVAILABLE (what SERVING can contradict).
+        self._last_failure_unavailable = False
         self._lock: threading.RLock = self.breaker._lock
         metrics.BREAKER_STATE.labels(name).set(STATE_GAUGE[STATE_CLOSED])
 
@@ -178,14 +193,20 @@ class AsyncCircuitBreaker:
     def downstream_serving(self) -> bool:
         """The downstream's health service answered SERVING: close an open breaker.
 
-        Returns True when this closed the breaker. Ignored while a trial call
-        is in flight (the trial decides) and after a health-driven close was
-        followed by a prompt re-opening (the downstream says SERVING but fails
-        its calls), until an ordinary trial call closes the breaker again.
+        Returns True when this closed the breaker. Ignored when the failures
+        were not UNAVAILABLE (a hung or failing handler: SERVING says nothing
+        about it), while a trial call is in flight (the trial decides), and
+        after a health-driven close was followed by a prompt re-opening (the
+        downstream says SERVING but fails its calls) until an ordinary trial
+        call closes the breaker again.
         """
         cb = self.breaker
         with self._lock:
-            if cb.state.name == STATE_CLOSED or self._trial_in_flight:
+            if (
+                cb.state.name == STATE_CLOSED
+                or self._trial_in_flight
+                or not self._last_failure_unavailable
+            ):
                 return False
             opened_at = cb._state_storage.opened_at
             if (
@@ -216,6 +237,8 @@ class AsyncCircuitBreaker:
                     self._health_closed_at = None
                 state._handle_success()
                 return
+            if self.breaker.is_system_error(error):  # counted: not excluded as an answer
+                self._last_failure_unavailable = is_unavailable(error)
             # pybreaker signals "this failure opened the breaker" by raising
             # CircuitBreakerError; the caller still gets the call's own error.
             with contextlib.suppress(pybreaker.CircuitBreakerError):

@@ -15,10 +15,11 @@ Every call made with :meth:`DownstreamClient.call`:
    to its own caller, and degrade on ``Unavailable``/``DeadlineExceeded``.
 
 While the breaker is open the client probes the downstream's standard gRPC
-health service every ``PROBE_INTERVAL_SECONDS``; the first SERVING answer
-closes the breaker (:meth:`AsyncCircuitBreaker.downstream_serving`), so calls
-flow again within about a probe interval of the downstream being ready,
-instead of after the breaker's ``reset_timeout``.
+health service every ``PROBE_INTERVAL_SECONDS``; when the breaker opened on
+UNAVAILABLE, the first SERVING answer closes it
+(:meth:`AsyncCircuitBreaker.downstream_serving`), so calls flow again within
+about a probe interval of the downstream being ready, instead of after the
+breaker's ``reset_timeout``.
 """
 
 from __future__ import annotations
