@@ -153,9 +153,7 @@ async def test_a_batch_commits_together_and_a_poison_message_does_not_hold_it_ba
     futures = []
     for i in range(60):
         value = b"poison" if i == 7 else f"{keys[i % 3]}-{i}".encode()
-        futures.append(
-            await producer.submit(topic, keys[i % 3], value, {"event-id": f"batch-{i}"})
-        )
+        futures.append(await producer.submit(topic, keys[i % 3], value, {"event-id": f"batch-{i}"}))
     await asyncio.gather(*futures)
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: handler})
     task = asyncio.create_task(consumer.run())
