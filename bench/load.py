@@ -111,9 +111,16 @@ async def drive(args: argparse.Namespace) -> None:
             connection = idle.pop() if idle else None
             try:
                 async with asyncio.timeout(args.timeout - (time.perf_counter() - scheduled)):
+                    if connection is not None:
+                        try:
+                            status = await connection.request(head, body)
+                        except (ConnectionError, asyncio.IncompleteReadError):
+                            # The server closed an idle keep-alive connection: a new one.
+                            connection.writer.close()
+                            connection = None
                     if connection is None:
                         connection = Connection(*await asyncio.open_connection(host, port))
-                    status = await connection.request(head, body)
+                        status = await connection.request(head, body)
             except TimeoutError:
                 statuses["timeout"] += 1
                 if connection is not None:

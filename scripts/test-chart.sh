@@ -2,8 +2,8 @@
 # The chart and image checks of `make test`: lints and renders every
 # environment with Helm 3 and Helm 4 (installed by `make setup`, pinned in
 # versions.env), then runs tests/chart (schema validation, contract
-# assertions, checkov, the image `make setup` built, and the cluster tests,
-# which skip without KUBECONFIG).
+# assertions, checkov, the image `make setup` built, and the cluster tests
+# against the local Kubernetes control plane, docs/cluster.md).
 #   scripts/test-chart.sh                 everything
 #   scripts/test-chart.sh --write-readme  regenerate charts/emporium/README.md
 #   scripts/test-chart.sh -- <pytest args>
@@ -41,4 +41,15 @@ for helm in helm3 helm4; do
 done
 echo "helm lint and template: $(( $(date +%s) - started ))s"
 
+# The cluster tests need a Kubernetes API server: the local control plane
+# (docs/cluster.md), started here unless KUBECONFIG names a cluster or it
+# already runs, and stopped again if it was started here.
+if [[ -z "${KUBECONFIG:-}" ]]; then
+  if ! python3 scripts/platformctl.py cluster-kubeconfig >/dev/null 2>&1; then
+    python3 scripts/platformctl.py cluster-up
+    trap 'python3 scripts/platformctl.py cluster-down' EXIT
+  fi
+  KUBECONFIG=$(python3 scripts/platformctl.py cluster-kubeconfig)
+  export KUBECONFIG
+fi
 uv run --frozen pytest tests/chart -q "$@"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Infrastructure tests, no cloud account and no Pulumi or Terraform CLI needed:
-# the Pulumi program per stack and per component under Pulumi's mocks, the
-# policy pack's validators, the contract with docs/configuration.md and the
-# chart, and the CDK Terrain synthesis (which runs its constructs on Node).
+# Infrastructure tests, no cloud account needed: the Pulumi program per stack
+# and per component under Pulumi's mocks, the policy pack's validators, the
+# contract with docs/configuration.md and the chart, and the CDK Terrain
+# synthesis (which runs its constructs on Node); then with the engines `make
+# setup` builds, tests/live: `pulumi up` of the dev stack on the local
+# Kubernetes control plane, the chart installed on it, `pulumi destroy`.
 # infra/ is its own uv project (docs/decisions/infra.md). Extra arguments go to pytest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

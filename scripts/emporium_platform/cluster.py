@@ -49,7 +49,7 @@ DEFAULT_PORTS = {
 }
 # Fake nodes, one per zone, so a spread over zones (prod) can be scheduled.
 ZONES = ("zone-a", "zone-b", "zone-c")
-NODE_CAPACITY = {"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+NODE_CAPACITY = {"cpu": "32", "memory": "128Gi", "pods": "250", "ephemeral-storage": "200Gi"}
 SERVICE_CIDR = "10.96.0.0/16"
 # Start order; stopped in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
