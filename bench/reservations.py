@@ -27,8 +27,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
+
+from emporium.kit.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,9 +87,15 @@ async def overload(
     return outcomes
 
 
+async def _open(url: str) -> Database:
+    database = Database(url, application_name="bench", min_size=1, max_size=1)
+    await database.open(wait=True)
+    return database
+
+
 async def figures(orders_db: str, catalog_db: str, since: Any, customer: str) -> dict[str, int]:
-    orders = await asyncpg.connect(orders_db)
-    catalog = await asyncpg.connect(catalog_db)
+    orders = await _open(orders_db)
+    catalog = await _open(catalog_db)
     try:
         stored = await orders.fetch(
             "SELECT o.order_id::text AS order_id, o.status, sum(l.quantity) AS units"
@@ -137,7 +144,7 @@ async def main() -> None:
     args = parser.parse_args()
     orders_db, catalog_db = database_url("orders"), database_url("catalog")
     customer = f"bench-reservations-{uuid.uuid4().hex[:8]}"
-    catalog = await asyncpg.connect(catalog_db)
+    catalog = await _open(catalog_db)
     since = await catalog.fetchval("SELECT now()")
     await catalog.close()
 

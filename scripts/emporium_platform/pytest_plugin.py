@@ -3,7 +3,7 @@
 Registered once for the whole repository by the root ``conftest.py``, so every
 test folder gets the same fixtures; a folder's own conftest keeps only what is
 specific to it (its migrations, its topics, its servicer). Unlike the rest of
-this package it needs the workspace's packages (pytest, asyncpg, aiokafka, the
+this package it needs the workspace's packages (pytest, psycopg, aiokafka, the
 kit), so only pytest imports it.
 
 Each test gets its own database (created with the runner's superuser, dropped
@@ -33,7 +33,8 @@ Fixtures:
   stops it after the test; :func:`service_env` is the environment to build
   its settings from.
 
-Helpers for test modules: :func:`free_port`, :func:`eventually`, :func:`service_env`.
+Helpers for test modules: :func:`free_port`, :func:`eventually`, :func:`service_env`,
+:func:`refuse_connections`, :func:`open_database` (the kit's database on a URL, connected).
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ from types import ModuleType
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -65,7 +66,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import emporium_platform
 from emporium.kit.config import KafkaSettings, parse_settings
-from emporium.kit.db import migrate
+from emporium.kit.db import Database, migrate
 from emporium.kit.kafka import EventProducer
 from emporium.kit.service import Service
 
@@ -106,6 +107,29 @@ async def eventually(
     return time.monotonic() - started
 
 
+async def open_database(url: str, *, max_size: int = 5, **options: Any) -> Database:
+    """The kit's database on ``url``, its pool connected; close it with ``await db.close()``."""
+    database = Database(url, application_name="tests", min_size=1, max_size=max_size, **options)
+    await database.open(wait=True, wait_seconds=10)
+    return database
+
+
+async def refuse_connections(admin_dsn: str, name: str, refuse: bool = True) -> None:
+    """Takes one database away for real (or gives it back with ``refuse=False``).
+
+    New connections are refused and the open ones terminated by the server;
+    the other databases on the server are untouched.
+    """
+    async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as admin:
+        allow = "false" if refuse else "true"
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {allow}')
+        if refuse:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+
+
 # -- the servers ----------------------------------------------------------------------
 
 
@@ -140,10 +164,12 @@ class ThrowawayDatabases:
         self._admin_dsn = admin_dsn
         self._created: list[str] = []
 
-    async def _admin(self) -> asyncpg.Connection:
+    async def _admin(self) -> psycopg.AsyncConnection[Any]:
         try:
-            return await asyncpg.connect(self._admin_dsn, timeout=5)
-        except (OSError, asyncpg.PostgresError) as error:
+            return await psycopg.AsyncConnection.connect(
+                self._admin_dsn, connect_timeout=5, autocommit=True
+            )
+        except psycopg.OperationalError as error:
             unavailable(f"PostgreSQL not reachable: {type(error).__name__}: {error}")
 
     async def create(self, migrations_dir: Path | None = None, *, empty: bool = False) -> str:

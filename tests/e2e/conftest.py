@@ -8,7 +8,6 @@ that nothing was half-written.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -19,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_PORTS = {
@@ -93,16 +93,16 @@ class System:
             self._database_urls[service] = env["DATABASE_URL"]
         return self._database_urls[service]
 
-    def sql(self, service: str, query: str, *args: Any) -> list[asyncpg.Record]:
-        async def run() -> list[asyncpg.Record]:
-            connection = await asyncpg.connect(self.database_url(service), timeout=5)
-            try:
-                rows: list[asyncpg.Record] = await connection.fetch(query, *args)
-                return rows
-            finally:
-                await connection.close()
-
-        return asyncio.run(run())
+    def sql(self, service: str, query: str, *args: Any) -> list[dict[str, Any]]:
+        """Rows of ``query`` (``$1`` placeholders) on a service's database, as dicts."""
+        with (
+            psycopg.connect(
+                self.database_url(service), connect_timeout=5, autocommit=True
+            ) as connection,
+            psycopg.RawCursor(connection, row_factory=dict_row) as cursor,
+        ):
+            cursor.execute(query, args or None)
+            return cursor.fetchall()
 
     def products(self) -> list[dict[str, Any]]:
         response = self.http.get("/api/products", params={"page_size": 50})

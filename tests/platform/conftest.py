@@ -7,9 +7,9 @@ pytest plugin, scripts/emporium_platform/pytest_plugin.py.
 
 Two instances are used:
 
-- `shared`: the default instance (ports 25432 / 29092, state in .run/) that
-  every other test and engineer uses; these tests only start it if needed
-  and never stop it.
+- `shared`: the instance the environment names (by default ports 25432 /
+  29092, state in .run/) that every other test uses; these tests only start
+  it if needed and never stop it.
 - `private`: a second PostgreSQL and Kafka with their own state directory and
   ports, for the tests that stop and restart servers, so they never disturb
   the shared ones. It is stopped and removed at the end of the module.
@@ -84,10 +84,9 @@ def ep() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def shared(ep: ModuleType) -> ModuleType:
-    """The default instance, started and provisioned (never stopped here)."""
-    with platform_env(**{k: None for k in PLATFORM_VARIABLES}):
-        ep.ensure_started()
-        ep.provision()
+    """The instance the EMPORIUM_* variables name, started and provisioned (never stopped here)."""
+    ep.ensure_started()
+    ep.provision()
     return ep
 
 

@@ -150,11 +150,12 @@ async def test_rejection_event_delivered_twice_releases_once(
 
     assert consumer.counts == {"processed": 2, "duplicate": 1, "retried": 0, "dead_lettered": 0}
     assert (await catalog.get_product(product_id)).stock_available == 5
-    states = dict(
-        await pool.fetch(
+    states = {
+        row["order_id"]: row["state"]
+        for row in await pool.fetch(
             "SELECT order_id, state FROM stock_reservations WHERE product_id = $1", product_id
         )
-    )
+    }
     assert states == {rejected: "released", approved: "reserved"}
     recorded = await pool.fetchval(
         "SELECT count(*) FROM processed_events WHERE consumer_group = $1 AND event_id = $2",

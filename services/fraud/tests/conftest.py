@@ -6,15 +6,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import asyncpg
 import pytest
-from emporium_platform.pytest_plugin import RunningService, service_env
+from emporium_platform.pytest_plugin import RunningService, open_database, service_env
 
 from emporium.fraud import domain
 from emporium.fraud.main import MIGRATIONS_DIR, build
 from emporium.fraud.settings import FraudSettings
 from emporium.fraud.topics import Topics
 from emporium.kit.config import parse_settings
+from emporium.kit.db import Database
 
 
 @dataclass
@@ -50,9 +50,9 @@ async def database(database_factory: Callable[..., Awaitable[str]]) -> str:
 
 
 @pytest.fixture
-async def db(database: str) -> AsyncIterator[asyncpg.Pool]:
+async def db(database: str) -> AsyncIterator[Database]:
     """The test's own view of the fraud database, for assertions."""
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=3)
+    pool = await open_database(database, max_size=3)
     yield pool
     await pool.close()
 

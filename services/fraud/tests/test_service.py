@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 from emporium_platform.pytest_plugin import eventually
@@ -20,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from emporium.common.v1 import money_pb2
 from emporium.events.v1 import fraud_events_pb2, order_events_pb2
 from emporium.fraud.topics import Topics
+from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
 from emporium.orders.v1 import orders_pb2
 
@@ -74,12 +74,12 @@ async def publish(
     )
 
 
-async def decision_count(db: asyncpg.Pool) -> int:
+async def decision_count(db: Database) -> int:
     return int(await db.fetchval("SELECT count(*) FROM decisions"))
 
 
 async def test_orders_are_scored_and_decisions_published(
-    fraud: Any, db: asyncpg.Pool, topics: Topics, producer: EventProducer, read_topic: Any
+    fraud: Any, db: Database, topics: Topics, producer: EventProducer, read_topic: Any
 ) -> None:
     ordinary = order_placed()
     denied = order_placed(customer="fraud-mallory")
@@ -116,7 +116,7 @@ async def test_orders_are_scored_and_decisions_published(
 
 
 async def test_a_redelivered_order_gets_no_second_decision(
-    fraud: Any, db: asyncpg.Pool, topics: Topics, producer: EventProducer, read_topic: Any
+    fraud: Any, db: Database, topics: Topics, producer: EventProducer, read_topic: Any
 ) -> None:
     event = order_placed()
     await publish(producer, topics.order_placed, event)
@@ -138,7 +138,7 @@ async def test_a_redelivered_order_gets_no_second_decision(
 
 
 async def test_poison_events_go_to_the_dlq_and_consumption_goes_on(
-    fraud: Any, db: asyncpg.Pool, topics: Topics, producer: EventProducer, read_topic: Any
+    fraud: Any, db: Database, topics: Topics, producer: EventProducer, read_topic: Any
 ) -> None:
     good = order_placed()
     await publish(producer, topics.order_placed, good, payload=b"\xff\xfenot protobuf")
@@ -155,7 +155,7 @@ async def test_poison_events_go_to_the_dlq_and_consumption_goes_on(
 
 
 async def test_an_impossible_order_is_dead_lettered_with_its_reason_and_never_scored(
-    fraud: Any, db: asyncpg.Pool, topics: Topics, producer: EventProducer, read_topic: Any
+    fraud: Any, db: Database, topics: Topics, producer: EventProducer, read_topic: Any
 ) -> None:
     # The order of the issue: negative quantity and totals, for an order that
     # does not exist. Scored, it would have been approved.
@@ -198,5 +198,5 @@ async def test_grpc_port_serves_health_and_reflection(fraud: Any) -> None:
     assert report["dependencies"]["kafka"]["critical"] is False
 
 
-async def _has(db: asyncpg.Pool, expected: int) -> bool:
+async def _has(db: Database, expected: int) -> bool:
     return await decision_count(db) >= expected

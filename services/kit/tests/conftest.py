@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import asyncpg
 import pytest
+from emporium_platform.pytest_plugin import open_database
+
+from emporium.kit.db import Database
 
 
 @pytest.fixture
@@ -18,7 +20,7 @@ async def database_url(database_factory: Callable[..., Awaitable[str]]) -> str:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=5, command_timeout=10)
+async def pool(database_url: str) -> AsyncIterator[Database]:
+    pool = await open_database(database_url, max_size=5)
     yield pool
     await pool.close()

@@ -1,19 +1,29 @@
-"""The pool, its health check and the migration runner on the real PostgreSQL."""
+"""The kit's data layer, its health check and the migration runner on the real PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
+import httpx
+import psycopg
 import pytest
+from emporium_platform.pytest_plugin import (
+    RunningService,
+    eventually,
+    free_port,
+    open_database,
+    refuse_connections,
+    service_env,
+)
 
 from emporium.kit.config import DatabaseSettings, ServiceSettings, parse_settings
 from emporium.kit.db import (
+    Database,
+    DatabaseUnavailable,
     MigrationError,
-    create_pool,
-    database_check,
     migrate,
     migrate_command,
 )
@@ -33,15 +43,17 @@ def service_migrations(folder: Path) -> Path:
     return folder
 
 
-async def ledger(dsn: str) -> list[str]:
-    conn = await asyncpg.connect(dsn)
+async def query(dsn: str, sql: str, *args: object) -> list[dict[str, object]]:
+    database = await open_database(dsn, max_size=1)
     try:
-        rows = await conn.fetch(
-            "SELECT version FROM schema_migrations ORDER BY applied_at, version"
-        )
-        return [row["version"] for row in rows]
+        return await database.fetch(sql, *args)
     finally:
-        await conn.close()
+        await database.close()
+
+
+async def ledger(dsn: str) -> list[str]:
+    rows = await query(dsn, "SELECT version FROM schema_migrations ORDER BY applied_at, version")
+    return [str(row["version"]) for row in rows]
 
 
 async def test_migrations_apply_once_in_order_and_are_recorded(
@@ -62,16 +74,12 @@ async def test_migrations_apply_once_in_order_and_are_recorded(
     assert first == expected
     assert second == []
     assert sorted(await ledger(dsn)) == sorted(expected)
-    conn = await asyncpg.connect(dsn)
-    try:
-        columns = await conn.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'widgets'"
-        )
-        tables = await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
-        )
-    finally:
-        await conn.close()
+    columns = await query(
+        dsn, "SELECT column_name FROM information_schema.columns WHERE table_name = 'widgets'"
+    )
+    tables = await query(
+        dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+    )
     assert {c["column_name"] for c in columns} == {"id", "name", "colour"}
     assert {"outbox", "processed_events", "schema_migrations", "widgets"} <= {
         t["tablename"] for t in tables
@@ -120,11 +128,7 @@ async def test_a_failing_migration_is_rolled_back_and_not_recorded(
 
     assert "0003_broken" not in await ledger(dsn)
     assert "0002_add_colour" in await ledger(dsn)
-    conn = await asyncpg.connect(dsn)
-    try:
-        assert await conn.fetchval("SELECT to_regclass('half_done')") is None
-    finally:
-        await conn.close()
+    assert await query(dsn, "SELECT to_regclass('half_done') AS t") == [{"t": None}]
 
 
 async def test_replicas_migrating_at_once_apply_each_file_once(
@@ -153,54 +157,80 @@ async def test_pool_and_health_check(database_url: str) -> None:
             "DATABASE_POOL_MAX_SIZE": "3",
         },
     )
-    pool = await create_pool(settings, application_name="kit-tests")
+    database = Database.from_settings(settings, application_name="kit-tests")
+    await database.open(wait=True)
     try:
-        check = database_check(pool)
+        check = database.check()
 
         detail = await check()
 
         assert detail == "pool 0/1 in use (max 3)"
-        async with pool.acquire() as conn:
-            name = await conn.fetchval("SELECT current_setting('application_name')")
+        async with database.unit_of_work() as uow:
+            name = await uow.fetchval("SELECT current_setting('application_name')")
             assert name == "kit-tests"
             assert "1/" in await check()  # this connection is in use while it checks
     finally:
-        await pool.close()
+        await database.close()
+
+
+async def test_a_unit_of_work_commits_together_or_not_at_all(database_url: str) -> None:
+    database = await open_database(database_url)
+    try:
+        await database.execute("CREATE TABLE widgets (id int PRIMARY KEY, tags text[])")
+        async with database.unit_of_work() as uow:
+            assert uow.in_transaction
+            assert await uow.execute("INSERT INTO widgets VALUES ($1, $2)", 1, ["a", "b"]) == 1
+            await uow.executemany("INSERT INTO widgets VALUES ($1, $2)", [(2, []), (3, ["c"])])
+
+        async def fails_half_way() -> None:
+            async with database.unit_of_work() as uow:
+                await uow.execute("INSERT INTO widgets VALUES ($1, $2)", 4, None)
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await fails_half_way()
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await database.execute("INSERT INTO widgets VALUES ($1, NULL)", 1)
+
+        rows = await database.fetch("SELECT id, tags FROM widgets ORDER BY id")
+        assert rows == [
+            {"id": 1, "tags": ["a", "b"]},
+            {"id": 2, "tags": []},
+            {"id": 3, "tags": ["c"]},
+        ]
+        assert await database.fetchval("SELECT count(*) FROM widgets WHERE id = $1", 4) == 0
+        assert await database.fetchrow("SELECT id FROM widgets WHERE id = $1", 9) is None
+        assert await database.execute("DELETE FROM widgets WHERE id > $1", 1) == 2
+    finally:
+        await database.close()
 
 
 async def test_health_check_fails_when_the_database_refuses_connections(
     database_url: str, admin_dsn: str
 ) -> None:
-    settings = parse_settings(DatabaseSettings, env={"DATABASE_URL": database_url})
-    pool = await create_pool(settings)
+    database = await open_database(database_url)
     name = database_url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(admin_dsn)
     try:
-        check = database_check(pool, timeout=1.0)
+        check = database.check(timeout=1.0)
         assert await check()
-        # Take this one database away for real: refuse new connections and
-        # terminate the pool's (other databases on the server are untouched).
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
-        # Depending on timing the terminated connection surfaces as a server
-        # error, a closed connection or a confused protocol state.
-        failures = (
-            OSError,
-            TimeoutError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.InternalClientError,
-        )
-        with pytest.raises(failures):
+        await refuse_connections(admin_dsn, name, refuse=True)
+        # Lost and refused connections surface as the kit's one error.
+        with pytest.raises(DatabaseUnavailable):
             await check()
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        assert await check()
+        await eventually(lambda: asyncio.sleep(0, database.unreachable), within=5)
+        # Known unreachable: a request fails fast instead of waiting the 2 s acquire
+        # timeout, so callers answer UNAVAILABLE within their own deadlines.
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            await database.fetchval("SELECT 1")
+        assert time.monotonic() - started < 1.0
+        await refuse_connections(admin_dsn, name, refuse=False)
+        # No stale connection is handed out after the outage: the first query works.
+        assert await eventually(lambda: database.ping(within=1.0), within=10) < 2.5
+        assert await database.fetchval("SELECT 1") == 1
     finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
-        await pool.close()
+        await refuse_connections(admin_dsn, name, refuse=False)
+        await database.close()
 
 
 async def test_the_migrate_command_reads_only_the_database_settings(
@@ -235,24 +265,88 @@ class WidgetSettings(ServiceSettings, DatabaseSettings):
 
 @pytest.mark.parametrize("migrate_on_start", [True, False])
 async def test_service_database_migrates_on_start_only_when_asked(
-    database_factory: DatabaseFactory, tmp_path: Path, migrate_on_start: bool
+    database_factory: DatabaseFactory,
+    tmp_path: Path,
+    migrate_on_start: bool,
+    run_service: Callable[..., Awaitable[RunningService]],
 ) -> None:
     dsn = await database_factory(empty=True)
     settings = parse_settings(
         WidgetSettings,
-        {"DATABASE_URL": dsn, "DATABASE_MIGRATE_ON_START": str(migrate_on_start).lower()},
+        service_env(
+            "widgets",
+            DATABASE_URL=dsn,
+            DATABASE_MIGRATE_ON_START=str(migrate_on_start).lower(),
+        ),
     )
     service = Service("widgets", settings)
+    database = await service.database(settings, service_migrations(tmp_path / "migrations"))
+    running = await run_service(service)
 
-    pool = await service.database(settings, service_migrations(tmp_path / "migrations"))
-    try:
-        widgets = await pool.fetchval("SELECT to_regclass('widgets') IS NOT NULL")
-        await service.health.run_once()
-        ready, report = service.health.report()
-    finally:
-        await pool.close()
+    widgets = await database.fetchval("SELECT to_regclass('widgets') IS NOT NULL")
+    report = await running.healthz()
 
     assert widgets is migrate_on_start
-    assert ready
     assert report["dependencies"]["postgres"]["critical"] is True
     assert report["dependencies"]["postgres"]["status"] == "up"
+
+
+async def test_a_service_whose_database_is_unreachable_starts_unready_and_keeps_trying(
+    run_service: Callable[..., Awaitable[RunningService]], tmp_path: Path
+) -> None:
+    # A real port that nothing listens on: every connection attempt is refused.
+    port = free_port()
+    settings = parse_settings(
+        WidgetSettings,
+        service_env(
+            "widgets",
+            DATABASE_URL=f"postgresql://emporium@127.0.0.1:{port}/widgets",
+            DATABASE_MIGRATE_ON_START="true",
+        ),
+    )
+    service = Service("widgets", settings)
+    await service.database(settings, service_migrations(tmp_path / "migrations"))
+    running = await run_service(service, wait_ready=False)
+
+    async with httpx.AsyncClient(base_url=running.admin_url, timeout=2) as http:
+
+        async def answering() -> bool:
+            try:
+                return (await http.get("/livez")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(answering, within=10, what="/livez answering")
+        await asyncio.sleep(2.5)  # several health rounds and connection attempts
+        livez = await http.get("/livez")
+        readyz = await http.get("/readyz")
+    assert livez.status_code == 200
+    assert readyz.status_code == 503
+    assert "postgres" in readyz.text, readyz.text
+    assert not running.task.done()  # still running, still retrying
+
+
+async def test_a_service_whose_database_comes_late_migrates_then_becomes_ready(
+    database_factory: DatabaseFactory,
+    admin_dsn: str,
+    tmp_path: Path,
+    run_service: Callable[..., Awaitable[RunningService]],
+) -> None:
+    dsn = await database_factory(empty=True)
+    name = dsn.rsplit("/", 1)[1]
+    await refuse_connections(admin_dsn, name, refuse=True)
+    try:
+        settings = parse_settings(
+            WidgetSettings,
+            service_env("widgets", DATABASE_URL=dsn, DATABASE_MIGRATE_ON_START="true"),
+        )
+        service = Service("widgets", settings)
+        await service.database(settings, service_migrations(tmp_path / "migrations"))
+        running = await run_service(service, wait_ready=False)
+        await asyncio.sleep(2.0)
+        assert not await running.ready()
+    finally:
+        await refuse_connections(admin_dsn, name, refuse=False)
+
+    await eventually(running.ready, within=20, what="ready once the database is back")
+    assert "0002_add_colour" in await ledger(dsn)

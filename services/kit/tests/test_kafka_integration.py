@@ -16,12 +16,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
+import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from emporium_platform.pytest_plugin import RunningService, service_env
+from emporium_platform.pytest_plugin import (
+    RunningService,
+    open_database,
+    refuse_connections,
+    service_env,
+)
 
 from emporium.kit.config import KafkaSettings, ServiceSettings, parse_settings
+from emporium.kit.db import Database, UnitOfWork
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import (
     ConsumedEvent,
@@ -42,7 +48,7 @@ CREATE TABLE IF NOT EXISTS effects (
 """
 
 
-async def record_effect(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+async def record_effect(event: ConsumedEvent, conn: UnitOfWork) -> None:
     await conn.execute(
         "INSERT INTO effects (event_id, payload) VALUES ($1, $2)",
         event.event_id,
@@ -50,16 +56,16 @@ async def record_effect(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
     )
 
 
-async def effects(pool: asyncpg.Pool) -> list[tuple[str, str]]:
+async def effects(pool: Database) -> list[tuple[str, str]]:
     rows = await pool.fetch("SELECT event_id, payload FROM effects ORDER BY applied_at")
     return [(row["event_id"], row["payload"]) for row in rows]
 
 
 def consumer_for(
     kafka_settings: KafkaSettings,
-    pool: asyncpg.Pool,
+    pool: Database,
     producer: EventProducer,
-    handlers: dict[str, Callable[[ConsumedEvent, asyncpg.Connection], Awaitable[None]]],
+    handlers: dict[str, Callable[[ConsumedEvent, UnitOfWork], Awaitable[None]]],
     **options: Any,
 ) -> IdempotentConsumer:
     return IdempotentConsumer(
@@ -84,14 +90,14 @@ async def until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) 
 
 
 @pytest.fixture
-async def effects_pool(pool: asyncpg.Pool) -> asyncpg.Pool:
+async def effects_pool(pool: Database) -> Database:
     await pool.execute(EFFECTS_TABLE)
     return pool
 
 
 async def test_a_redelivered_event_has_its_effect_once(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
 ) -> None:
@@ -126,16 +132,60 @@ async def _counted(consumer: IdempotentConsumer, **expected: int) -> bool:
     return all(consumer.counts[name] == value for name, value in expected.items())
 
 
+async def test_a_batch_commits_together_and_a_poison_message_does_not_hold_it_back(
+    kafka_settings: KafkaSettings,
+    effects_pool: Database,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    read_topic: Callable[..., Awaitable[list[Any]]],
+) -> None:
+    topic = await topic_factory("batch", partitions=3)
+    keys = ["a", "b", "c"]
+    await effects_pool.execute("CREATE TABLE effect_transactions (txid bigint NOT NULL)")
+
+    async def handler(event: ConsumedEvent, conn: UnitOfWork) -> None:
+        if event.value == b"poison":
+            raise PoisonMessage("not a valid OrderPlaced")
+        await record_effect(event, conn)
+        # The top-level transaction, savepoints or not.
+        await conn.execute("INSERT INTO effect_transactions VALUES (txid_current())")
+
+    futures = []
+    for i in range(60):
+        value = b"poison" if i == 7 else f"{keys[i % 3]}-{i}".encode()
+        futures.append(await producer.submit(topic, keys[i % 3], value, {"event-id": f"batch-{i}"}))
+    await asyncio.gather(*futures)
+    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: handler})
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _counted(consumer, processed=59, dead_lettered=1))
+    finally:
+        await consumer.stop()
+        await task
+
+    assert len(await read_topic(f"{topic}.dlq", expected=1)) == 1
+    applied = [payload for _, payload in await effects(effects_pool)]
+    assert len(applied) == 59
+    for key in keys:  # per-key order kept, around the poison message too
+        mine = [int(p.split("-")[1]) for p in applied if p.startswith(f"{key}-")]
+        assert mine == sorted(mine), (key, mine)
+    # Many events per transaction: far fewer transactions than events.
+    transactions = await effects_pool.fetchval(
+        "SELECT count(DISTINCT txid) FROM effect_transactions"
+    )
+    assert transactions < 30, f"{transactions} transactions for 59 events"
+
+
 async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
 ) -> None:
     topic = await topic_factory("rollback")
     calls = 0
 
-    async def flaky(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def flaky(event: ConsumedEvent, conn: UnitOfWork) -> None:
         nonlocal calls
         calls += 1
         await record_effect(event, conn)
@@ -160,7 +210,7 @@ async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(
 
 async def test_a_failing_message_goes_to_the_dlq_after_bounded_attempts_and_consumption_goes_on(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
     read_topic: Callable[..., Awaitable[list[Any]]],
@@ -168,7 +218,7 @@ async def test_a_failing_message_goes_to_the_dlq_after_bounded_attempts_and_cons
     topic = await topic_factory("dlq", partitions=1)
     attempts: dict[str, int] = {}
 
-    async def handler(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def handler(event: ConsumedEvent, conn: UnitOfWork) -> None:
         attempts[event.event_id] = attempts.get(event.event_id, 0) + 1
         if event.value == b"bad":
             raise ValueError("cannot apply this one")
@@ -219,7 +269,7 @@ async def test_a_failing_message_goes_to_the_dlq_after_bounded_attempts_and_cons
 
 async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_applied_after(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     database_url: str,
     admin_dsn: str,
     producer: EventProducer,
@@ -232,16 +282,12 @@ async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_ap
         kafka_settings, effects_pool, producer, {topic: record_effect}, max_attempts=2
     )
     task = asyncio.create_task(consumer.run())
-    admin = await asyncpg.connect(admin_dsn)
     try:
         await producer.send(topic, "k", b"before", {"event-id": "before"})
         await until(lambda: _counted(consumer, processed=1))
         # This test's database goes away for real: new connections are refused
         # and the pool's connections are terminated by the server.
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
+        await refuse_connections(admin_dsn, name)
         for i in range(5):
             await producer.send(topic, "k", f"during-{i}".encode(), {"event-id": f"during-{i}"})
         # Far longer than two attempts with backoff would take.
@@ -249,11 +295,10 @@ async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_ap
         assert consumer.state == "waiting_for_database"
         assert consumer.info()["state"] == "waiting_for_database"
         assert consumer.counts["dead_lettered"] == 0
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await refuse_connections(admin_dsn, name, refuse=False)
         await until(lambda: _counted(consumer, processed=6))
     finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
+        await refuse_connections(admin_dsn, name, refuse=False)
         await consumer.stop()
         await task
 
@@ -266,14 +311,14 @@ async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_ap
 
 async def test_consumer_reports_lag_and_kafka_health(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
 ) -> None:
     topic = await topic_factory("lag", partitions=2)
     release = asyncio.Event()
 
-    async def slow(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def slow(event: ConsumedEvent, conn: UnitOfWork) -> None:
         await release.wait()
         await record_effect(event, conn)
 
@@ -318,7 +363,7 @@ async def _lag_is(consumer: IdempotentConsumer, value: int) -> bool:
 
 async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_nothing(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     database_url: str,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
@@ -380,7 +425,7 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
 
 async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
     kafka_bootstrap: str,
@@ -391,7 +436,7 @@ async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
         await producer.send(topic, "k", f"m{i}".encode(), {"event-id": f"drain-{i}"})
     in_handler = asyncio.Event()
 
-    async def slow(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def slow(event: ConsumedEvent, conn: UnitOfWork) -> None:
         in_handler.set()
         await asyncio.sleep(0.3)
         await record_effect(event, conn)
@@ -423,7 +468,7 @@ async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
 
 async def test_ledger_rows_older_than_the_retention_are_pruned(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
 ) -> None:
@@ -464,7 +509,7 @@ async def test_ledger_rows_older_than_the_retention_are_pruned(
 
 
 async def test_a_consumer_started_while_kafka_is_unreachable_keeps_trying_and_stops_cleanly(
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
 ) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -497,7 +542,7 @@ async def test_a_consumer_started_while_kafka_is_unreachable_keeps_trying_and_st
 
 async def test_a_message_stuck_in_its_handler_does_not_hold_the_drain_past_the_grace_period(
     kafka_settings: KafkaSettings,
-    effects_pool: asyncpg.Pool,
+    effects_pool: Database,
     database_url: str,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
@@ -509,7 +554,7 @@ async def test_a_message_stuck_in_its_handler_does_not_hold_the_drain_past_the_g
     await effects_pool.execute("INSERT INTO counter VALUES (1, 0)")
     in_handler = asyncio.Event()
 
-    async def waits_for_a_row_lock(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def waits_for_a_row_lock(event: ConsumedEvent, conn: UnitOfWork) -> None:
         in_handler.set()
         await conn.execute("UPDATE counter SET n = n + 1 WHERE id = 1")
         await record_effect(event, conn)
@@ -524,10 +569,9 @@ async def test_a_message_stuck_in_its_handler_does_not_hold_the_drain_past_the_g
         ),
     )
     # Another transaction holds the row the handler needs (for longer than the grace period).
-    blocker = await asyncpg.connect(database_url)
+    blocker = await psycopg.AsyncConnection.connect(database_url)
     try:
-        blocking = blocker.transaction()
-        await blocking.start()
+        # psycopg opens a transaction with the first statement; it holds the lock.
         await blocker.execute("SELECT * FROM counter WHERE id = 1 FOR UPDATE")
         running = await run_service(service)
         await producer.send(topic, "k", b"stuck", {"event-id": "stuck-1"})
@@ -536,7 +580,7 @@ async def test_a_message_stuck_in_its_handler_does_not_hold_the_drain_past_the_g
         service.request_stop()
         await asyncio.wait_for(asyncio.shield(running.task), 15)
         drain_took = time.monotonic() - started
-        await blocking.rollback()
+        await blocker.rollback()
     finally:
         await blocker.close()
 
@@ -546,12 +590,12 @@ async def test_a_message_stuck_in_its_handler_does_not_hold_the_drain_past_the_g
     assert await _committed_offset(kafka_bootstrap, group, topic) == 0
 
 
-async def _effect_count(pool: asyncpg.Pool) -> int:
+async def _effect_count(pool: Database) -> int:
     value: int = await pool.fetchval("SELECT count(*) FROM effects")
     return value
 
 
-async def _effect_count_at_least(pool: asyncpg.Pool, n: int) -> bool:
+async def _effect_count_at_least(pool: Database, n: int) -> bool:
     return await _effect_count(pool) >= n
 
 
@@ -566,17 +610,20 @@ async def _committed_offset(bootstrap: str, group: str, topic: str) -> int:
 
 
 async def _child(database_url: str, bootstrap: str, topic: str, group: str) -> None:
-    """The consumer process of the kill test: 100 ms per message, until killed."""
+    """The consumer process of the kill test: 100 ms per message, 5 per batch, until killed."""
 
-    async def slow_effect(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def slow_effect(event: ConsumedEvent, conn: UnitOfWork) -> None:
         await record_effect(event, conn)
         await asyncio.sleep(0.1)
 
     settings = parse_settings(KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    pool = await open_database(database_url, max_size=2)
     producer = EventProducer(settings)
     await producer.start()
-    consumer = IdempotentConsumer(settings, pool, {topic: slow_effect}, producer, group_id=group)
+    # Small batches, so the kill lands with some batches committed and one in flight.
+    consumer = IdempotentConsumer(
+        settings, pool, {topic: slow_effect}, producer, group_id=group, batch_size=5
+    )
     await consumer.run()
 
 

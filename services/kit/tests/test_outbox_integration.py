@@ -10,15 +10,16 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from emporium_platform.pytest_plugin import refuse_connections
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.db import Database, UnitOfWork
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay, enqueue
@@ -31,14 +32,14 @@ tracer = trace.get_tracer("emporium.kit.tests")
 
 
 @pytest.fixture
-async def state_pool(pool: asyncpg.Pool) -> asyncpg.Pool:
+async def state_pool(pool: Database) -> Database:
     await pool.execute(STATE_TABLE)
     return pool
 
 
-async def place(pool: asyncpg.Pool, topic: str, order_id: str, seq: int = 0) -> str:
+async def place(pool: Database, topic: str, order_id: str, seq: int = 0) -> str:
     """A state change and its event in one transaction, as a service does it."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.unit_of_work() as conn:
         await conn.execute(
             "INSERT INTO demo_orders (id, status) VALUES ($1, 'pending')"
             " ON CONFLICT (id) DO UPDATE SET status = 'updated'",
@@ -61,12 +62,12 @@ async def until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) 
     raise AssertionError(f"condition not met within {within}s")
 
 
-async def unpublished(pool: asyncpg.Pool) -> int:
+async def unpublished(pool: Database) -> int:
     value: int = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
     return value
 
 
-async def all_published(pool: asyncpg.Pool) -> bool:
+async def all_published(pool: Database) -> bool:
     return await unpublished(pool) == 0
 
 
@@ -111,10 +112,10 @@ class Tail:
 
 
 async def test_the_event_row_commits_or_rolls_back_with_the_state_change(
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
 ) -> None:
     async def fail_after_writing() -> None:
-        async with state_pool.acquire() as conn, conn.transaction():
+        async with state_pool.unit_of_work() as conn:
             await conn.execute("INSERT INTO demo_orders (id, status) VALUES ('o-1', 'pending')")
             await enqueue(conn, topic="t", key="o-1", message=OrderPlaced(order_id="o-1"))
             raise RuntimeError("boom")
@@ -135,14 +136,14 @@ async def test_the_event_row_commits_or_rolls_back_with_the_state_change(
     assert row["published_at"] is None
 
 
-async def test_enqueue_refuses_to_run_outside_a_transaction(state_pool: asyncpg.Pool) -> None:
-    async with state_pool.acquire() as conn:
+async def test_enqueue_refuses_to_run_outside_a_transaction(state_pool: Database) -> None:
+    async with state_pool.connection() as conn:
         with pytest.raises(RuntimeError, match="inside the transaction"):
             await enqueue(conn, topic="t", key="k", message=OrderPlaced(order_id="k"))
 
 
 async def test_relay_publishes_in_order_per_key_within_a_few_hundred_milliseconds(
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
     kafka_bootstrap: str,
@@ -210,7 +211,7 @@ async def _count(tail: Tail, n: int) -> bool:
 
 async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after(
     platform: ModuleType,
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     producer: EventProducer,
     kafka_settings: KafkaSettings,
     topic_factory: Callable[..., Awaitable[str]],
@@ -224,7 +225,7 @@ async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after
         "CREATE TABLE effects (event_id text NOT NULL, key text NOT NULL, seq text NOT NULL)"
     )
 
-    async def record_effect(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def record_effect(event: ConsumedEvent, conn: UnitOfWork) -> None:
         message = OrderPlaced.FromString(event.value)
         await conn.execute(
             "INSERT INTO effects VALUES ($1, $2, $3)",
@@ -295,13 +296,13 @@ async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after
     assert sorted(r["event_id"] for r in rows) == sorted(set(ids))
 
 
-async def _effects(pool: asyncpg.Pool, n: int) -> bool:
+async def _effects(pool: Database, n: int) -> bool:
     value: int = await pool.fetchval("SELECT count(*) FROM effects")
     return value >= n
 
 
 async def test_polling_publishes_when_notifications_are_lost(
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
 ) -> None:
@@ -326,7 +327,7 @@ async def test_polling_publishes_when_notifications_are_lost(
 
 
 async def test_only_one_relay_publishes_and_a_standby_takes_over(
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
     read_topic: Callable[..., Awaitable[list[Any]]],
@@ -366,7 +367,7 @@ async def _backlog_is_not_stale(relay: OutboxRelay) -> bool:
 
 
 async def test_relay_reconnects_after_losing_its_database(
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     database_url: str,
     admin_dsn: str,
     producer: EventProducer,
@@ -377,24 +378,19 @@ async def test_relay_reconnects_after_losing_its_database(
     name = database_url.rsplit("/", 1)[1]
     relay = OutboxRelay(state_pool, producer, max_backoff_seconds=1.0)
     task = asyncio.create_task(relay.run())
-    admin = await asyncpg.connect(admin_dsn)
     try:
         await place(state_pool, topic, "before")
         await until(lambda: all_published(state_pool))
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
-        )
+        await refuse_connections(admin_dsn, name)
         await until(lambda: _is(relay, "database_unavailable"), within=5)
         # The backlog is measured every second apart from publishing: once it is
         # measured again it says "unknown" (None) or 0, never a stale count.
         await until(lambda: _backlog_is_not_stale(relay), within=3)
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await refuse_connections(admin_dsn, name, refuse=False)
         await place(state_pool, topic, "after")
         await until(lambda: all_published(state_pool))
     finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
+        await refuse_connections(admin_dsn, name, refuse=False)
         await relay.stop()
         await task
 
@@ -403,7 +399,7 @@ async def test_relay_reconnects_after_losing_its_database(
 
 
 async def test_published_rows_are_deleted_after_the_retention(
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
 ) -> None:
@@ -427,14 +423,14 @@ async def test_published_rows_are_deleted_after_the_retention(
     assert relay.published_total == 7
 
 
-async def _outbox_empty(pool: asyncpg.Pool) -> bool:
+async def _outbox_empty(pool: Database) -> bool:
     value: int = await pool.fetchval("SELECT count(*) FROM outbox")
     return value == 0
 
 
 async def test_trace_context_crosses_outbox_kafka_and_consumer(
     spans: InMemorySpanExporter,
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     producer: EventProducer,
     kafka_settings: KafkaSettings,
     topic_factory: Callable[..., Awaitable[str]],
@@ -442,7 +438,7 @@ async def test_trace_context_crosses_outbox_kafka_and_consumer(
     topic = await topic_factory("trace")
     handled: list[str] = []
 
-    async def handler(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def handler(event: ConsumedEvent, conn: UnitOfWork) -> None:
         # The handler runs inside the consumer's span: its own work joins the trace.
         with tracer.start_as_current_span("score order"):
             handled.append(format(trace.get_current_span().get_span_context().trace_id, "032x"))
@@ -499,7 +495,7 @@ def closed_port() -> int:
 
 
 async def test_relay_keeps_rows_with_capped_backoff_while_kafka_is_unreachable(
-    state_pool: asyncpg.Pool,
+    state_pool: Database,
     kafka_bootstrap: str,
     topic_factory: Callable[..., Awaitable[str]],
     read_topic: Callable[..., Awaitable[list[Any]]],

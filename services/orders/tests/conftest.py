@@ -7,16 +7,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import RunningService, free_port, service_env
+from emporium_platform.pytest_plugin import (
+    RunningService,
+    free_port,
+    open_database,
+    service_env,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
 from emporium.kit.config import parse_settings
+from emporium.kit.db import Database
 from emporium.kit.errors import DeadlineExceeded, FailedPrecondition, Unavailable
 from emporium.orders import domain
 from emporium.orders.main import MIGRATIONS_DIR, build
@@ -197,9 +202,9 @@ async def database(database_factory: Callable[..., Awaitable[str]]) -> str:
 
 
 @pytest.fixture
-async def db(database: str) -> AsyncIterator[asyncpg.Pool]:
+async def db(database: str) -> AsyncIterator[Database]:
     """The test's own view of the orders database, for assertions."""
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=3)
+    pool = await open_database(database, max_size=3)
     yield pool
     await pool.close()
 

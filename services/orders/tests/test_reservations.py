@@ -12,11 +12,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
 from emporium_platform.pytest_plugin import eventually
 
+from emporium.kit.db import Database
 from emporium.orders import domain
 from emporium.orders.repository import PostgresOrderRepository
 from emporium.orders.topics import Topics
@@ -33,14 +33,14 @@ CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox
 """
 
 
-async def pending(db: asyncpg.Pool) -> list[tuple[str, str]]:
+async def pending(db: Database) -> list[tuple[str, str]]:
     rows = await db.fetch("SELECT order_id::text, state FROM pending_reservations")
     return [(row["order_id"], row["state"]) for row in rows]
 
 
 async def test_a_failed_commit_whose_release_is_lost_gets_its_stock_back(
     database: str,
-    db: asyncpg.Pool,
+    db: Database,
     catalog_server: Any,
     topics: Topics,
     start_orders: Callable[..., Any],
@@ -91,7 +91,7 @@ async def test_a_failed_commit_whose_release_is_lost_gets_its_stock_back(
 
 async def test_a_checkout_that_died_after_reserving_gets_its_stock_back(
     database: str,
-    db: asyncpg.Pool,
+    db: Database,
     catalog_server: Any,
     topics: Topics,
     start_orders: Callable[..., Any],
@@ -120,7 +120,7 @@ async def test_a_checkout_that_died_after_reserving_gets_its_stock_back(
 
 async def test_placed_orders_keep_their_stock(
     database: str,
-    db: asyncpg.Pool,
+    db: Database,
     catalog_server: Any,
     topics: Topics,
     start_orders: Callable[..., Any],
@@ -160,7 +160,7 @@ def _order(order_id: str) -> domain.Order:
     )
 
 
-async def test_a_claimed_reservation_cannot_commit(db: asyncpg.Pool) -> None:
+async def test_a_claimed_reservation_cannot_commit(db: Database) -> None:
     repository = PostgresOrderRepository(db, Topics())
     order = _order(domain.new_id())
     await repository.hold_reservation(order.order_id)
@@ -172,7 +172,7 @@ async def test_a_claimed_reservation_cannot_commit(db: asyncpg.Pool) -> None:
 
 
 async def test_the_sweeper_skips_a_reservation_whose_order_is_committing(
-    db: asyncpg.Pool,
+    db: Database,
 ) -> None:
     repository = PostgresOrderRepository(db, Topics())
     order = _order(domain.new_id())

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import grpc
 import httpx
 import pytest
@@ -24,6 +23,7 @@ from grpc_status import rpc_status
 
 from emporium.events.v1 import fraud_events_pb2, order_events_pb2
 from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
 from emporium.orders.topics import Topics
 from emporium.orders.v1 import orders_pb2
@@ -49,7 +49,7 @@ def place_request(
     )
 
 
-async def counts(db: asyncpg.Pool) -> dict[str, int]:
+async def counts(db: Database) -> dict[str, int]:
     row = await db.fetchrow(
         "SELECT (SELECT count(*) FROM orders) AS orders,"
         " (SELECT count(*) FROM order_lines) AS lines,"
@@ -109,7 +109,7 @@ async def publish_decision(
 
 
 async def test_place_order_writes_order_lines_key_and_outbox_row(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any, topics: Topics, read_topic: Any
+    orders: Any, db: Database, catalog_server: Any, topics: Topics, read_topic: Any
 ) -> None:
     reply = await orders.stub.PlaceOrder(place_request(), timeout=5)
     order = reply.order
@@ -144,7 +144,7 @@ async def test_place_order_writes_order_lines_key_and_outbox_row(
 
 
 async def test_same_key_twice_returns_the_first_order(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any
+    orders: Any, db: Database, catalog_server: Any
 ) -> None:
     request = place_request()
     first = await orders.stub.PlaceOrder(request, timeout=5)
@@ -162,7 +162,7 @@ async def test_same_key_twice_returns_the_first_order(
 
 
 async def test_ten_concurrent_requests_with_one_key_make_one_order(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any
+    orders: Any, db: Database, catalog_server: Any
 ) -> None:
     request = place_request()
     replies = await asyncio.gather(
@@ -179,7 +179,7 @@ async def test_ten_concurrent_requests_with_one_key_make_one_order(
     assert catalog_server.servicer.stock["sku-1"] == 1000 - 2
 
 
-async def test_bad_requests_name_their_fields(orders: Any, db: asyncpg.Pool) -> None:
+async def test_bad_requests_name_their_fields(orders: Any, db: Database) -> None:
     request = orders_pb2.PlaceOrderRequest(
         idempotency_key="short",
         customer_id="",
@@ -208,9 +208,7 @@ async def test_bad_requests_name_their_fields(orders: Any, db: asyncpg.Pool) -> 
     assert (await counts(db))["orders"] == 0
 
 
-async def test_ten_thousand_identical_lines_get_a_small_refusal(
-    orders: Any, db: asyncpg.Pool
-) -> None:
+async def test_ten_thousand_identical_lines_get_a_small_refusal(orders: Any, db: Database) -> None:
     request = place_request()
     del request.items[:]
     request.items.extend([orders_pb2.OrderItem(product_id="sku-1", quantity=1)] * 10_000)
@@ -230,7 +228,7 @@ async def test_ten_thousand_identical_lines_get_a_small_refusal(
 
 
 async def test_control_characters_are_invalid_not_internal(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any
+    orders: Any, db: Database, catalog_server: Any
 ) -> None:
     # PostgreSQL cannot store NUL in text: before validation refused it, the
     # insert failed with INTERNAL, which callers count as a failure of orders
@@ -244,9 +242,7 @@ async def test_control_characters_are_invalid_not_internal(
     assert catalog_server.servicer.calls.get("ReserveStock", 0) == 0
 
 
-async def test_any_printable_ascii_idempotency_key_is_accepted(
-    orders: Any, db: asyncpg.Pool
-) -> None:
+async def test_any_printable_ascii_idempotency_key_is_accepted(orders: Any, db: Database) -> None:
     # The contract (orders.proto, docs/api.md) allows 8 to 128 printable ASCII
     # characters: base64 keys and keys with spaces inside are valid.
     for key in ("abc+def/ghi=", "order 2026 #17", "~!@$%^&*()[]{}"):
@@ -264,7 +260,7 @@ async def test_any_printable_ascii_idempotency_key_is_accepted(
 
 
 async def test_catalog_refusals_write_nothing(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any
+    orders: Any, db: Database, catalog_server: Any
 ) -> None:
     catalog_server.servicer.stock["sku-2"] = 0
     with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -285,7 +281,7 @@ async def test_catalog_refusals_write_nothing(
 
 
 async def test_catalog_down_is_unavailable_and_writes_nothing(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any
+    orders: Any, db: Database, catalog_server: Any
 ) -> None:
     await catalog_server.stop()
     started = time.monotonic()
@@ -329,7 +325,7 @@ async def test_catalog_down_is_unavailable_and_writes_nothing(
 
 
 async def test_order_and_outbox_row_commit_or_roll_back_together(
-    orders: Any, db: asyncpg.Pool, catalog_server: Any
+    orders: Any, db: Database, catalog_server: Any
 ) -> None:
     # Make the outbox insert, the last statement of the transaction, fail.
     await db.execute(
@@ -369,7 +365,7 @@ async def _ready_is(orders: Any, expected: bool) -> bool:
 
 async def test_database_down_between_reservation_and_commit(
     database: str,
-    db: asyncpg.Pool,
+    db: Database,
     catalog_server: Any,
     topics: Topics,
     start_orders: Callable[..., Awaitable[Any]],
@@ -428,7 +424,7 @@ async def test_database_down_between_reservation_and_commit(
 
 async def test_kafka_unreachable_checkout_goes_on(
     database: str,
-    db: asyncpg.Pool,
+    db: Database,
     catalog_server: Any,
     topics: Topics,
     start_orders: Callable[..., Awaitable[Any]],
@@ -452,7 +448,7 @@ async def test_kafka_unreachable_checkout_goes_on(
 
 
 async def test_fraud_decisions_flip_the_status_and_emit_events(
-    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, read_topic: Any
+    orders: Any, db: Database, topics: Topics, kafka_bootstrap: str, read_topic: Any
 ) -> None:
     approved = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
     rejected = (await orders.stub.PlaceOrder(place_request(customer="fraud-x"), timeout=5)).order
@@ -494,7 +490,7 @@ async def test_fraud_decisions_flip_the_status_and_emit_events(
 
 
 async def test_duplicate_late_and_unknown_decisions_are_ignored(
-    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str
+    orders: Any, db: Database, topics: Topics, kafka_bootstrap: str
 ) -> None:
     order = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
     topic = topics.fraud_decision_made
@@ -521,7 +517,7 @@ async def test_duplicate_late_and_unknown_decisions_are_ignored(
 
 
 async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(
-    orders: Any, db: asyncpg.Pool, topics: Topics, kafka_bootstrap: str, read_topic: Any
+    orders: Any, db: Database, topics: Topics, kafka_bootstrap: str, read_topic: Any
 ) -> None:
     order = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order
     topic = topics.fraud_decision_made
@@ -544,11 +540,11 @@ async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(
     )
 
 
-async def _status_is(db: asyncpg.Pool, order_id: str, status: str) -> bool:
+async def _status_is(db: Database, order_id: str, status: str) -> bool:
     return await db.fetchval("SELECT status FROM orders WHERE order_id = $1", order_id) == status
 
 
-async def _processed(db: asyncpg.Pool, expected: int) -> bool:
+async def _processed(db: Database, expected: int) -> bool:
     return await db.fetchval("SELECT count(*) FROM processed_events") >= expected
 
 

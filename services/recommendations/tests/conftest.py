@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import grpc
 import pytest
+from emporium_platform.pytest_plugin import open_database
 
 from emporium.kit.grpc import build_server
 from emporium.recommendations.domain import Recommendations
@@ -33,7 +33,7 @@ async def database_dsn(session_database_factory: Callable[..., Awaitable[str]]) 
 
 @pytest.fixture(scope="session")
 async def pool(database_dsn: str) -> AsyncIterator[Any]:
-    pool = await asyncpg.create_pool(database_dsn, min_size=1, max_size=10)
+    pool = await open_database(database_dsn, max_size=10)
     yield pool
     await pool.close()
 

@@ -26,7 +26,7 @@ def _ids(*names: str) -> list[str]:
 
 
 async def _place(pool: Any, order_id: str, product_ids: list[str]) -> int:
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.unit_of_work() as conn:
         return await record_order(PostgresCoPurchaseLedger(conn), order_id, product_ids)
 
 

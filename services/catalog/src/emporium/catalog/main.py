@@ -16,7 +16,7 @@ from emporium.catalog.seed import DEMO_PRODUCTS
 from emporium.catalog.settings import CatalogSettings
 from emporium.catalog.v1 import catalog_pb2_grpc
 from emporium.kit.config import load_settings
-from emporium.kit.db import create_pool, migrate_command
+from emporium.kit.db import Database, migrate_command
 from emporium.kit.logging import configure_logging
 from emporium.kit.service import Service, run_cli
 
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: CatalogSettings) -> None:
     service = Service(NAME, settings)
-    pool = await service.database(settings, MIGRATIONS_DIR)
+    database = await service.database(settings, MIGRATIONS_DIR)
 
-    catalog = Catalog(PostgresCatalogRepository(pool))
+    catalog = Catalog(PostgresCatalogRepository(database))
     service.add_grpc_service(
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
         CatalogServicer(catalog),
@@ -40,7 +40,7 @@ async def serve(settings: CatalogSettings) -> None:
     service.add_consumer(
         "order-status-consumer",
         settings,
-        pool,
+        database,
         {ORDER_STATUS_CHANGED_TOPIC: OrderStatusChangedHandler(ledger_on)},
         producer,
     )
@@ -49,11 +49,12 @@ async def serve(settings: CatalogSettings) -> None:
 
 async def seed_command(settings: CatalogSettings) -> None:
     configure_logging(NAME, settings.log_level, settings.environment)
-    pool = await create_pool(settings, application_name=f"{NAME}-seed")
+    database = Database.from_settings(settings, application_name=f"{NAME}-seed")
+    await database.open(wait=True)
     try:
-        await PostgresCatalogRepository(pool).upsert_products(DEMO_PRODUCTS)
+        await PostgresCatalogRepository(database).upsert_products(DEMO_PRODUCTS)
     finally:
-        await pool.close()
+        await database.close()
     print(f"catalog: {len(DEMO_PRODUCTS)} demo products present")
 
 

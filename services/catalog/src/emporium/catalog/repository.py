@@ -1,4 +1,4 @@
-"""The catalog's SQL (asyncpg), behind the protocols of :mod:`emporium.catalog.domain`.
+"""The catalog's SQL (the kit's data layer), behind the domain's protocols.
 
 Concurrency: every stock change runs in one transaction that first takes a
 transaction-scoped advisory lock on the order id (so two calls for one order
@@ -24,6 +24,7 @@ from emporium.catalog.domain import (
     ReservationState,
     StockLine,
 )
+from emporium.kit.db import Database, Executor
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -47,7 +48,7 @@ def _product(row: Any) -> Product:
 class PostgresStockLedger:
     """One order's reservations on a connection that is inside a transaction."""
 
-    def __init__(self, conn: Any, order_id: str) -> None:
+    def __init__(self, conn: Executor, order_id: str) -> None:
         self._conn = conn
         self._order_id = order_id
 
@@ -146,7 +147,7 @@ class PostgresStockLedger:
 
 
 @asynccontextmanager
-async def ledger_on(conn: Any, order_id: str) -> AsyncIterator[PostgresStockLedger]:
+async def ledger_on(conn: Executor, order_id: str) -> AsyncIterator[PostgresStockLedger]:
     """A ledger inside a transaction the caller owns (a Kafka consumer's, for one)."""
     ledger = PostgresStockLedger(conn, order_id)
     await ledger.lock_order()
@@ -165,8 +166,8 @@ class SeedProduct:
 
 
 class PostgresCatalogRepository:
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
+    def __init__(self, database: Database) -> None:
+        self._pool = database
 
     async def get_product(self, product_id: str) -> Product | None:
         row = await self._pool.fetchrow(
@@ -192,17 +193,13 @@ class PostgresCatalogRepository:
 
     @asynccontextmanager
     async def stock_ledger(self, order_id: str) -> AsyncIterator[PostgresStockLedger]:
-        async with (
-            self._pool.acquire() as conn,
-            conn.transaction(),
-            ledger_on(conn, order_id) as ledger,
-        ):
+        async with self._pool.unit_of_work() as uow, ledger_on(uow, order_id) as ledger:
             yield ledger
 
     async def upsert_products(self, products: Sequence[SeedProduct]) -> None:
         """Creates or updates the descriptions and prices; existing stock is left alone."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
+        async with self._pool.unit_of_work() as uow:
+            await uow.executemany(
                 """
                 INSERT INTO products
                     (id, name, description, category, price_minor, currency_code, stock_on_hand)

@@ -1,19 +1,18 @@
 """Kafka handlers of fraud: decode the event, hand it to the domain.
 
-The handler runs inside the kit consumer's transaction (the ``conn`` it is
-given), so the decision, its outbox event and the processed event id commit
+The handler runs inside the kit consumer's transaction (the unit of work
+``conn`` it is given), so the decision, its outbox event and the processed event id commit
 or roll back together.
 """
 
 from __future__ import annotations
-
-import asyncpg
 
 from emporium.contracts.events import order_placed_violations
 from emporium.events.v1 import order_events_pb2
 from emporium.fraud import domain, messages
 from emporium.fraud.repository import PostgresDecisionStore
 from emporium.fraud.topics import Topics
+from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
 from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
 
@@ -36,7 +35,7 @@ def decode_order_placed(payload: bytes) -> domain.PlacedOrder:
 def handlers(topics: Topics) -> dict[str, Handler]:
     """The consumer's handlers, by topic."""
 
-    async def order_placed(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def order_placed(event: ConsumedEvent, conn: UnitOfWork) -> None:
         await domain.decide(PostgresDecisionStore(conn, topics), decode_order_placed(event.value))
 
     return {topics.order_placed: order_placed}

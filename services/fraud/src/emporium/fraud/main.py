@@ -1,4 +1,4 @@
-"""Composition root of the fraud service: settings, pool, consumer, relay, runtime.
+"""Composition root of the fraud service: settings, database, consumer, relay, runtime.
 
 Fraud has no business gRPC API; its gRPC port serves only the standard health
 service and reflection (the kit adds both).
@@ -24,14 +24,14 @@ async def build(settings: FraudSettings, topics: Topics | None = None) -> Servic
     """Wires the service; ``await service.run()`` serves until SIGTERM or ``request_stop()``."""
     topics = topics or Topics()
     service = Service(NAME, settings)
-    pool = await service.database(settings, MIGRATIONS_DIR)
+    database = await service.database(settings, MIGRATIONS_DIR)
     producer = await service.producer(settings)
     # The consumer registers the (non-critical) "kafka" health check: without
     # Kafka fraud has nothing to do, but it is not broken either.
     service.add_consumer(
-        "order-placed-consumer", settings, pool, consumers.handlers(topics), producer
+        "order-placed-consumer", settings, database, consumers.handlers(topics), producer
     )
-    service.add_component("outbox-relay", OutboxRelay(pool, producer, health=service.health))
+    service.add_component("outbox-relay", OutboxRelay(database, producer, health=service.health))
     return service
 
 

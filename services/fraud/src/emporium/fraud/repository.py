@@ -1,18 +1,17 @@
-"""The fraud database: decisions and their outbox events, through asyncpg."""
+"""The fraud database: decisions and their outbox events, through the kit's data layer."""
 
 from __future__ import annotations
 
-import asyncpg
-
 from emporium.fraud import domain, messages
 from emporium.fraud.topics import Topics
+from emporium.kit.db import UnitOfWork
 from emporium.kit.outbox import enqueue
 
 
 class PostgresDecisionStore:
     """:class:`domain.DecisionStore` on the connection of one consumer transaction."""
 
-    def __init__(self, connection: asyncpg.Connection, topics: Topics) -> None:
+    def __init__(self, connection: UnitOfWork, topics: Topics) -> None:
         self._connection = connection
         self._topics = topics
 

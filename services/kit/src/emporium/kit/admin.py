@@ -50,7 +50,9 @@ def build_admin_app(service: str, health: HealthRegistry, heartbeat: LoopHeartbe
     async def readyz(_: Request) -> Response:
         if health.ready:
             return PlainTextResponse("ready\n")
-        return PlainTextResponse("not ready\n", status_code=503)
+        # Names what is missing (e.g. "postgres down: ..."), for whoever looks first.
+        reasons = "; ".join(health.unready_reasons())
+        return PlainTextResponse(f"not ready: {reasons}\n", status_code=503)
 
     async def healthz(_: Request) -> Response:
         healthy, body = health.report()

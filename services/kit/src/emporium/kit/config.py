@@ -52,6 +52,8 @@ class DatabaseSettings(BaseSettings):
     database_pool_min_size: int = Field(default=1, ge=0, le=100)
     database_pool_max_size: int = Field(default=10, ge=1, le=200)
     database_migrate_on_start: bool = False
+    #: A CLIENT span per SQL statement inside traced work (docs/observability.md).
+    database_trace_queries: bool = True
 
     @model_validator(mode="after")
     def _check_database(self) -> DatabaseSettings:

@@ -146,6 +146,18 @@ class HealthRegistry:
     def _down_names(self) -> list[str]:
         return [r.status.name for r in self._checks.values() if r.status.up is False]
 
+    def unready_reasons(self) -> list[str]:
+        """Why the service is not ready: the critical dependencies that are down, by name."""
+        if self._draining:
+            return ["draining"]
+        reasons = [
+            f"{r.status.name} {'down' if r.status.up is False else 'not checked yet'}: "
+            f"{r.status.detail}"
+            for r in self._checks.values()
+            if r.status.critical and not r.status.up
+        ]
+        return reasons or ([] if self.ready else ["waiting for consecutive passing checks"])
+
     def report(self) -> tuple[bool, dict[str, Any]]:
         """The /healthz document and whether every critical dependency is up."""
         dependencies = {name: r.status.as_dict() for name, r in self._checks.items()}

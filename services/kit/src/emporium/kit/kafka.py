@@ -7,7 +7,7 @@ Usage in a service's composition root (:meth:`Service.producer` and
     await producer.start()
     consumer = IdempotentConsumer(
         settings,
-        pool,
+        database,
         {"orders.order-placed.v1": handle_order_placed},
         producer,
         group_id=settings.kafka_consumer_group or "fraud",
@@ -16,9 +16,9 @@ Usage in a service's composition root (:meth:`Service.producer` and
     service.add_component("order-placed-consumer", consumer)
     service.on_shutdown(producer.stop)
 
-    async def handle_order_placed(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def handle_order_placed(event: ConsumedEvent, uow: UnitOfWork) -> None:
         placed = parse_event(OrderPlaced, event.value)  # PoisonMessage if undecodable
-        await score_order(conn, placed)  # runs in the consumer's transaction
+        await score_order(uow, placed)  # runs in the consumer's transaction
 
 What the consumer guarantees, per message:
 
@@ -49,7 +49,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
@@ -64,6 +63,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from emporium.kit import metrics
 from emporium.kit.config import KafkaSettings
+from emporium.kit.db import Database, UnitOfWork, is_connection_error, is_retryable
 from emporium.kit.health import HealthRegistry
 from emporium.kit.telemetry import extract_context, inject_headers
 
@@ -297,28 +297,12 @@ def parse_event(message_type: type[M], payload: bytes) -> M:
         raise PoisonMessage(f"undecodable {message_type.DESCRIPTOR.name}: {error}") from error
 
 
-#: A handler applies one event's effect using the consumer's transaction.
-Handler = Callable[[ConsumedEvent, asyncpg.Connection], Awaitable[None]]
+#: A handler applies one event's effect in the consumer's unit of work (its transaction).
+Handler = Callable[[ConsumedEvent, UnitOfWork], Awaitable[None]]
 
 
 class _Abandon(Exception):
     """Stop was requested while a message could not be finished; it stays uncommitted."""
-
-
-#: Database errors that say nothing about the message: the attempt does not
-#: count, and the message is retried (after the database answers again).
-TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.InternalClientError,  # a connection terminated mid-query, by timing
-    asyncpg.TooManyConnectionsError,
-    asyncpg.ReadOnlySQLTransactionError,  # a failover in progress
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -336,7 +320,7 @@ class IdempotentConsumer:
     def __init__(
         self,
         settings: KafkaSettings,
-        pool: asyncpg.Pool,
+        database: Database,
         handlers: Mapping[str, Handler],
         producer: EventProducer,
         *,
@@ -357,7 +341,7 @@ class IdempotentConsumer:
         if not group:
             raise ValueError("a consumer group is required (KAFKA_CONSUMER_GROUP or group_id)")
         self.group_id: str = group
-        self._pool = pool
+        self._db = database
         self._handlers = dict(handlers)
         self._producer = producer
         self.max_attempts = max_attempts or settings.kafka_max_delivery_attempts
@@ -495,16 +479,28 @@ class IdempotentConsumer:
             await self._sleep(1.0)
             return
         try:
-            for tp, records in batches.items():
-                for record in records:
-                    if self._stopping.is_set():
-                        return
-                    if tp not in consumer.assignment():
-                        break  # revoked meanwhile; the new owner gets the rest
-                    self._positions[tp] = record.offset
-                    await self._process(ConsumedEvent.from_record(record))
-                    self._pending[tp] = record.offset + 1
-                    self._positions[tp] = record.offset + 1
+            events = [
+                (tp, ConsumedEvent.from_record(record))
+                for tp, records in batches.items()
+                if tp in consumer.assignment()
+                for record in records
+            ]
+            # The whole poll in one transaction; what it could not apply goes
+            # one by one through the retrying path below, in order.
+            later = (
+                await self._apply_batch(events)
+                if len(events) > 1
+                else [(tp, event, None) for tp, event in events]
+            )
+            for tp, event, failed_before in later:
+                if self._stopping.is_set():
+                    return
+                if tp not in consumer.assignment():
+                    continue  # revoked meanwhile; the new owner gets the rest
+                self._positions[tp] = event.offset
+                await self._process(event, failed_before)
+                self._pending[tp] = event.offset + 1
+                self._positions[tp] = event.offset + 1
         finally:
             if batches:
                 await self._commit()
@@ -546,8 +542,78 @@ class IdempotentConsumer:
 
     # -- one message ---------------------------------------------------------
 
-    async def _process(self, event: ConsumedEvent) -> None:
-        handler = self._handlers.get(event.topic)
+    async def _apply_batch(
+        self, events: list[tuple[TopicPartition, ConsumedEvent]]
+    ) -> list[tuple[TopicPartition, ConsumedEvent, BaseException | None]]:
+        """Applies a poll's events in one transaction: ledger rows and effects, one commit.
+
+        Each event runs in a savepoint of that transaction. An event whose
+        handler fails is undone alone and left for the one-by-one path
+        (retries, the dead-letter topic), and so is every later event of its
+        partition, which keeps per-key order; the others commit together.
+        If the transaction itself fails (the database went away, the commit
+        failed), nothing of it happened and every event takes the one-by-one
+        path, which waits for the database. Returns the events left over, in
+        order, with the error of their attempt in the batch (it counts as their
+        first attempt). Offsets move only after the commit.
+        """
+        applied: list[tuple[TopicPartition, ConsumedEvent, str, trace.Span, float]] = []
+        later: list[tuple[TopicPartition, ConsumedEvent, BaseException | None]] = []
+        held_back: set[TopicPartition] = set()
+        try:
+            async with self._db.unit_of_work() as uow:
+                for tp, event in events:
+                    if self._stopping.is_set():
+                        break  # stop() finishes the event in hand; the rest is redelivered
+                    handler = self._handlers.get(event.topic)
+                    if tp in held_back or handler is None:
+                        held_back.add(tp)
+                        later.append((tp, event, None))
+                        continue
+                    started = time.perf_counter()
+                    span = tracer.start_span(
+                        f"process {event.topic}",
+                        context=extract_context(event.headers),
+                        kind=SpanKind.CONSUMER,
+                        attributes=self._span_attributes(event),
+                    )
+                    try:
+                        with trace.use_span(span, end_on_exit=False):
+                            async with uow.savepoint():
+                                outcome = await self._apply_in(uow, event, handler)
+                    except Exception as error:
+                        span.end()  # its retry gets a span of its own
+                        if is_connection_error(error):
+                            raise  # the transaction is gone: all of it one by one
+                        held_back.add(tp)
+                        later.append((tp, event, error))
+                        continue
+                    applied.append((tp, event, outcome, span, started))
+        except Exception as error:
+            for *_, span, _ in applied:
+                span.record_exception(error)
+                span.end()
+            log.warning(
+                "batch transaction failed; applying its events one by one",
+                extra={"group": self.group_id, "error": f"{type(error).__name__}: {error}"},
+            )
+            return [(tp, event, None) for tp, event in events]
+        for tp, event, outcome, span, started in applied:
+            span.set_attribute("emporium.consumer.outcome", outcome)
+            span.set_attribute("emporium.consumer.attempts", 1)
+            span.set_attribute("emporium.consumer.batch_size", len(applied))
+            span.end()
+            metrics.KAFKA_MESSAGES.labels(event.topic, self.group_id, outcome).inc()
+            metrics.KAFKA_PROCESSING_DURATION.labels(event.topic, self.group_id).observe(
+                time.perf_counter() - started
+            )
+            self.counts[outcome] += 1
+            if tp not in held_back:
+                self._pending[tp] = event.offset + 1
+                self._positions[tp] = event.offset + 1
+        return later
+
+    def _span_attributes(self, event: ConsumedEvent) -> dict[str, Any]:
         attributes = {
             **_messaging_attributes(event.topic, "process"),
             "messaging.consumer.group.name": self.group_id,
@@ -557,6 +623,13 @@ class IdempotentConsumer:
         }
         if event.key is not None:
             attributes["messaging.kafka.message.key"] = event.key
+        return attributes
+
+    async def _process(
+        self, event: ConsumedEvent, failed_before: BaseException | None = None
+    ) -> None:
+        handler = self._handlers.get(event.topic)
+        attributes = self._span_attributes(event)
         started = time.perf_counter()
         with tracer.start_as_current_span(
             f"process {event.topic}",
@@ -564,7 +637,7 @@ class IdempotentConsumer:
             kind=SpanKind.CONSUMER,
             attributes=attributes,
         ) as span:
-            outcome = await self._deliver(event, handler, span)
+            outcome = await self._deliver(event, handler, span, failed_before)
             span.set_attribute("emporium.consumer.outcome", outcome)
         metrics.KAFKA_MESSAGES.labels(event.topic, self.group_id, outcome).inc()
         metrics.KAFKA_PROCESSING_DURATION.labels(event.topic, self.group_id).observe(
@@ -573,7 +646,11 @@ class IdempotentConsumer:
         self.counts[outcome] += 1
 
     async def _deliver(
-        self, event: ConsumedEvent, handler: Handler | None, span: trace.Span
+        self,
+        event: ConsumedEvent,
+        handler: Handler | None,
+        span: trace.Span,
+        failed_before: BaseException | None = None,
     ) -> str:
         attempt = 0
         transient_failures = 0
@@ -581,6 +658,10 @@ class IdempotentConsumer:
             attempt += 1
             span.set_attribute("emporium.consumer.attempts", attempt)
             try:
+                if failed_before is not None:
+                    # The batch's attempt failed like this: it counts as the first.
+                    error, failed_before = failed_before, None
+                    raise error
                 if handler is None:
                     raise PoisonMessage(f"no handler for topic {event.topic}")
                 return await self._apply(event, handler)
@@ -592,7 +673,7 @@ class IdempotentConsumer:
             except Exception as error:
                 span.record_exception(error)
                 database_up = await self._database_up()
-                if not database_up or isinstance(error, TRANSIENT_DATABASE_ERRORS):
+                if not database_up or is_retryable(error):
                     # Not the message's fault: this attempt does not count.
                     attempt -= 1
                     transient_failures += 1
@@ -629,29 +710,28 @@ class IdempotentConsumer:
                     raise _Abandon() from error
 
     async def _apply(self, event: ConsumedEvent, handler: Handler) -> str:
-        async with self._pool.acquire() as conn, conn.transaction():
-            first_time = await conn.fetchval(
-                "INSERT INTO processed_events"
-                " (consumer_group, event_id, topic, kafka_partition, kafka_offset)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
-                self.group_id,
-                event.event_id,
-                event.topic,
-                event.partition,
-                event.offset,
-            )
-            if not first_time:
-                return "duplicate"
-            await handler(event, conn)
+        async with self._db.unit_of_work() as uow:
+            return await self._apply_in(uow, event, handler)
+
+    async def _apply_in(self, uow: UnitOfWork, event: ConsumedEvent, handler: Handler) -> str:
+        """The ledger row and the handler's effect, in the caller's transaction."""
+        first_time = await uow.fetchval(
+            "INSERT INTO processed_events"
+            " (consumer_group, event_id, topic, kafka_partition, kafka_offset)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+            self.group_id,
+            event.event_id,
+            event.topic,
+            event.partition,
+            event.offset,
+        )
+        if not first_time:
+            return "duplicate"
+        await handler(event, uow)
         return "processed"
 
     async def _database_up(self) -> bool:
-        try:
-            async with self._pool.acquire(timeout=2.0) as conn:
-                await conn.fetchval("SELECT 1", timeout=2.0)
-        except Exception:
-            return False
-        return True
+        return await self._db.ping(within=2.0)
 
     async def _wait_for_database(self, error: BaseException) -> None:
         """Pauses consumption until the database answers again (or stop() is called).
@@ -727,7 +807,7 @@ class IdempotentConsumer:
         # Remember it, so a redelivery (crash before the offset commit) is not
         # dead-lettered twice. Best effort: the DLQ copy already exists.
         try:
-            async with self._pool.acquire(timeout=2.0) as conn:
+            async with self._db.connection(acquire_timeout=2.0) as conn:
                 await conn.execute(
                     "INSERT INTO processed_events"
                     " (consumer_group, event_id, topic, kafka_partition, kafka_offset, outcome)"
@@ -750,16 +830,16 @@ class IdempotentConsumer:
         self._last_prune = time.monotonic()
         try:
             while not self._stopping.is_set():
-                status = await self._pool.execute(
+                deleted = await self._db.execute(
                     "DELETE FROM processed_events WHERE ctid IN ("
                     " SELECT ctid FROM processed_events"
                     " WHERE consumer_group = $1"
-                    " AND processed_at < now() - make_interval(secs => $2)"
+                    " AND processed_at < now() - make_interval(secs => $2::float8)"
                     " LIMIT 1000)",
                     self.group_id,
                     self._ledger_retention,
                 )
-                if int(status.split()[-1]) < 1000:
+                if deleted < 1000:
                     break
         except Exception as error:  # housekeeping; the next round tries again
             log.warning("pruning processed_events failed", extra={"error": str(error)})

@@ -2,13 +2,13 @@
 
 Write the event in the same transaction as the state change it describes::
 
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("INSERT INTO orders ...")
-        await outbox.enqueue(conn, topic="orders.order-placed.v1", key=order_id, message=placed)
+    async with database.unit_of_work() as uow:
+        await uow.execute("INSERT INTO orders ...")
+        await outbox.enqueue(uow, topic="orders.order-placed.v1", key=order_id, message=placed)
 
 and run one relay per service instance (only one of them publishes at a time)::
 
-    relay = OutboxRelay(pool, producer, health=service.health)
+    relay = OutboxRelay(database, producer, health=service.health)
     service.add_component("outbox-relay", relay)
 
 If the transaction rolls back, the event never existed; if it commits, the
@@ -43,12 +43,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+import psycopg
 from google.protobuf.message import Message
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from emporium.kit import metrics
+from emporium.kit.db import Database, Row, Session, UnitOfWork, database_retry
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import (
     CONTENT_TYPE_HEADER,
@@ -64,22 +65,13 @@ from emporium.kit.telemetry import extract_context, inject_headers
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("emporium.kit.outbox")
 
-#: What a lost or refused database connection raises (asyncpg, by timing).
-DATABASE_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
-
 #: Channel the outbox trigger notifies (see kit/0001_outbox.sql).
 NOTIFY_CHANNEL = "emporium_outbox"
 RELAY_LOCK_NAME = "emporium.outbox-relay"
 
 
 async def enqueue(
-    conn: asyncpg.Connection,
+    uow: UnitOfWork,
     *,
     topic: str,
     key: str,
@@ -95,7 +87,7 @@ async def enqueue(
     with the row, so the relay's publish and the consumers' work join the
     trace of the request that wrote it.
     """
-    if not conn.is_in_transaction():
+    if not uow.in_transaction:
         raise RuntimeError("outbox.enqueue must run inside the transaction of the state change")
     has_id_field = "event_id" in message.DESCRIPTOR.fields_by_name
     if event_id is None and has_id_field:
@@ -110,8 +102,9 @@ async def enqueue(
         CONTENT_TYPE_HEADER: PROTOBUF_CONTENT_TYPE,
     }
     inject_headers(stored)
-    await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
+    await uow.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload, headers)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb)",
         event_id,
         topic,
         key,
@@ -136,7 +129,7 @@ class OutboxRelay:
 
     def __init__(
         self,
-        pool: asyncpg.Pool,
+        database: Database,
         producer: EventProducer,
         *,
         poll_interval: float = 0.2,
@@ -150,7 +143,7 @@ class OutboxRelay:
         stats_interval_seconds: float = 1.0,
         health: HealthRegistry | None = None,
     ) -> None:
-        self._pool = pool
+        self._db = database
         self._producer = producer
         self._poll_interval = poll_interval
         self._batch_size = batch_size
@@ -187,23 +180,23 @@ class OutboxRelay:
     async def run(self) -> None:
         self._running = True
         self._finished.clear()
-        failures = 0
         watcher = asyncio.create_task(self._watch_backlog(), name="outbox-backlog")
         try:
-            while not self._stopping.is_set():
-                try:
-                    async with self._pool.acquire() as conn:
-                        failures = 0
+            # Database errors restart the loop after a jittered backoff (the
+            # kit's retry policy); anything else crashes the component, which
+            # the service restarts.
+            async for attempt in database_retry(
+                initial=0.5,
+                maximum=self._max_backoff,
+                on_retry=self._database_down,
+                sleep=self._sleep,
+            ):
+                with attempt:
+                    if self._stopping.is_set():
+                        return
+                    async with self._db.raw_connection() as conn:
                         await self._serve(conn)
-                except DATABASE_ERRORS as error:
-                    failures += 1
-                    self._database_down(error, failures)
-                    await self._sleep(backoff_delay(failures, 0.5, self._max_backoff))
-                except Exception as error:
-                    failures += 1
-                    log.exception("outbox relay error; restarting its loop")
-                    self.last_error = f"{type(error).__name__}: {error}"
-                    await self._sleep(backoff_delay(failures, 0.5, self._max_backoff))
+                    return
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -212,7 +205,7 @@ class OutboxRelay:
             self._running = False
             self._finished.set()
 
-    def _database_down(self, error: BaseException, failures: int) -> None:
+    def _database_down(self, error: BaseException, _wait: float) -> None:
         self.last_error = f"database unavailable: {type(error).__name__}: {error}"
         if self.state != "database_unavailable":
             log.error(
@@ -224,16 +217,13 @@ class OutboxRelay:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _wait_for_work(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-
     # -- leadership --------------------------------------------------------
 
-    async def _serve(self, conn: asyncpg.Connection) -> None:
+    async def _serve(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Leads while this connection holds the relay lock, else stands by."""
+        session = Session(conn)
         while not self._stopping.is_set():
-            leader = await conn.fetchval(
+            leader = await session.fetchval(
                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", RELAY_LOCK_NAME
             )
             if leader:
@@ -245,21 +235,33 @@ class OutboxRelay:
         else:
             return
         log.info("outbox relay is the publisher")
-        await conn.add_listener(NOTIFY_CHANNEL, self._notified)
+        await session.execute(f"LISTEN {NOTIFY_CHANNEL}")
         try:
-            await self._lead(conn)
+            await self._lead(conn, session)
         finally:
-            if not conn.is_closed():
-                # The pool's reset would also do both; explicit is clearer.
-                await conn.remove_listener(NOTIFY_CHANNEL, self._notified)
-                await conn.execute(
-                    "SELECT pg_advisory_unlock(hashtextextended($1, 0))", RELAY_LOCK_NAME
-                )
+            if not conn.closed:
+                # The pool's reset would drop the lock with the connection otherwise.
+                with contextlib.suppress(psycopg.Error):
+                    await session.execute(f"UNLISTEN {NOTIFY_CHANNEL}")
+                    await session.execute(
+                        "SELECT pg_advisory_unlock(hashtextextended($1, 0))", RELAY_LOCK_NAME
+                    )
 
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
+    async def _wait_for_notification(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Waits up to ``poll_interval`` for a NOTIFY (or stop); the connection reads meanwhile.
 
-    async def _lead(self, conn: asyncpg.Connection) -> None:
+        Notifications that arrived while a batch was being published come back
+        first (psycopg keeps them), so a commit is never missed; the rest of
+        that backlog is drained at once, one wake-up for all of them.
+        """
+        if self._wake.is_set() or self._stopping.is_set():
+            return
+        async for _ in conn.notifies(timeout=self._poll_interval, stop_after=1):
+            break
+        async for _ in conn.notifies(timeout=0):
+            pass
+
+    async def _lead(self, conn: psycopg.AsyncConnection[Any], session: Session) -> None:
         self.state = "publishing"
         kafka_failures = 0
         while not self._stopping.is_set():
@@ -267,7 +269,7 @@ class OutboxRelay:
             # batch is in flight makes the next wait return at once.
             self._wake.clear()
             try:
-                published = await self._publish_batch(conn)
+                published = await self._publish_batch(session)
             except KafkaUnavailable as error:
                 kafka_failures += 1
                 self.last_error = f"Kafka unavailable: {error}"
@@ -281,13 +283,13 @@ class OutboxRelay:
             kafka_failures = 0
             self.state = "publishing"
             self.last_error = None
-            await self._cleanup(conn)
+            await self._cleanup(session)
             if published < self._batch_size:
-                await self._wait_for_work(self._poll_interval)
+                await self._wait_for_notification(conn)
 
     # -- publishing --------------------------------------------------------
 
-    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+    async def _publish_batch(self, conn: Session) -> int:
         rows = await conn.fetch(
             "SELECT id, event_id, topic, key, payload, headers FROM outbox"
             " WHERE published_at IS NULL ORDER BY id LIMIT $1",
@@ -295,11 +297,11 @@ class OutboxRelay:
         )
         if not rows:
             return 0
-        in_flight: list[tuple[asyncpg.Record, trace.Span, asyncio.Future[Any]]] = []
+        in_flight: list[tuple[Row, trace.Span, asyncio.Future[Any]]] = []
         failure: BaseException | None = None
-        failed_row: asyncpg.Record | None = None
+        failed_row: Row | None = None
         for row in rows:
-            stored: dict[str, str] = json.loads(row["headers"])
+            stored: dict[str, str] = row["headers"]  # jsonb arrives decoded
             span = tracer.start_span(
                 f"send {row['topic']}",
                 context=extract_context(stored),
@@ -373,36 +375,36 @@ class OutboxRelay:
         """
         while not self._stopping.is_set():
             try:
-                row = await self._pool.fetchrow(
-                    "SELECT count(*) AS backlog,"
-                    " extract(epoch FROM clock_timestamp() - min(created_at))::float8 AS oldest"
-                    " FROM outbox WHERE published_at IS NULL",
-                    timeout=max(1.0, self._stats_interval),
-                )
+                async with asyncio.timeout(max(1.0, self._stats_interval) * 2):
+                    row = await self._db.fetchrow(
+                        "SELECT count(*) AS backlog,"
+                        " extract(epoch FROM clock_timestamp() - min(created_at))::float8"
+                        " AS oldest FROM outbox WHERE published_at IS NULL"
+                    )
             except Exception as error:
                 log.debug("outbox backlog query failed", extra={"error": str(error)})
                 self._stats = _Stats()
             else:
+                assert row is not None
                 self._stats = _Stats(row["backlog"], row["oldest"])
                 metrics.OUTBOX_BACKLOG.set(row["backlog"])
             await self._sleep(self._stats_interval)
 
-    async def _cleanup(self, conn: asyncpg.Connection) -> None:
+    async def _cleanup(self, conn: Session) -> None:
         """Deletes published rows older than the retention, a small batch at a time."""
         if time.monotonic() - self._last_cleanup < self._cleanup_interval:
             return
         self._last_cleanup = time.monotonic()
         deleted_total = 0
         while not self._stopping.is_set():
-            status = await conn.execute(
+            deleted = await conn.execute(
                 "DELETE FROM outbox WHERE id IN ("
                 " SELECT id FROM outbox"
-                " WHERE published_at < now() - make_interval(secs => $1)"
-                " ORDER BY id LIMIT $2)",
+                " WHERE published_at < now() - make_interval(secs => $1::float8)"
+                " ORDER BY id LIMIT $2::int)",
                 self._retention,
                 self._cleanup_batch,
             )
-            deleted = int(status.split()[-1])
             deleted_total += deleted
             if deleted < self._cleanup_batch:
                 break

@@ -9,10 +9,10 @@ them to a :class:`Service` and calls :func:`run`::
 
     async def serve(settings: CatalogSettings) -> None:
         service = Service("catalog", settings)
-        pool = await service.database(settings, MIGRATIONS_DIR)
+        database = await service.database(settings, MIGRATIONS_DIR)
         service.add_grpc_service(add_CatalogServiceServicer_to_server, servicer, SERVICE_NAME)
         producer = await service.producer(settings)
-        service.add_consumer("order-status-consumer", settings, pool, handlers, producer)
+        service.add_consumer("order-status-consumer", settings, database, handlers, producer)
         await service.run()
 
 On SIGTERM (or SIGINT) the service drains in this order: report unready
@@ -34,13 +34,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-import asyncpg
 import grpc
 from starlette.types import ASGIApp
 
 from emporium.kit.admin import EmbeddedServer, LoopHeartbeat, build_admin_app, http_server
 from emporium.kit.config import DatabaseSettings, Downstream, KafkaSettings, ServiceSettings
-from emporium.kit.db import create_pool, database_check, migrate
+from emporium.kit.db import Database, MigrationError, database_retry, migrate
 from emporium.kit.grpc import BreakerRegistry, DownstreamClient, build_server, set_serving
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import EventProducer, Handler, IdempotentConsumer
@@ -79,6 +78,11 @@ class Service:
         self._components: list[tuple[str, Component]] = []
         self._shutdown_callbacks: list[Callable[[], Awaitable[Any]]] = []
         self._stop = asyncio.Event()
+        # Set once the database is migrated (at once when there is nothing to wait for);
+        # the background components start after it.
+        self._data_ready = asyncio.Event()
+        self._data_ready.set()
+        self._startup_tasks: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     def add_grpc_service(
         self, add_to_server: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str
@@ -103,19 +107,60 @@ class Service:
         self.on_shutdown(client.close)
         return client
 
-    async def database(self, settings: DatabaseSettings, migrations_dir: Path) -> asyncpg.Pool:
-        """The service's PostgreSQL pool, ready to serve.
+    async def database(self, settings: DatabaseSettings, migrations_dir: Path) -> Database:
+        """The service's database, opening in the background.
 
-        Created waiting for the server (:func:`~emporium.kit.db.create_pool`),
-        migrated first when ``DATABASE_MIGRATE_ON_START`` is true, watched by the
-        critical ``postgres`` health check, and closed on shutdown.
+        It returns at once: the pool connects (and keeps reconnecting) in the
+        background, so a service whose database is unreachable still starts,
+        answers ``/livez`` and reports the database in ``/readyz``. When
+        ``DATABASE_MIGRATE_ON_START`` is true the migrations run as soon as
+        the database answers. The critical ``postgres`` health check fails
+        until then, the background components (consumers, the relay) start
+        only after that, and the pool is closed on shutdown.
         """
-        pool = await create_pool(settings, application_name=self.name)
-        self.on_shutdown(pool.close)
+        database = Database.from_settings(settings, application_name=self.name)
+        await database.open(wait=False)
+        self.on_shutdown(database.close)
+        pool_check = database.check()
+        state: dict[str, str | None] = {"pending": None}
+
+        async def check() -> str | None:
+            # Through the pool first: a request is what makes a pool that gave
+            # up a reconnection attempt try again.
+            detail = await pool_check()
+            if state["pending"] is not None:
+                raise RuntimeError(state["pending"])
+            return detail
+
+        self.health.add_check("postgres", check, critical=True)
         if settings.database_migrate_on_start:
-            await migrate(pool, migrations_dir)
-        self.health.add_check("postgres", database_check(pool), critical=True)
-        return pool
+            state["pending"] = "migrations not applied yet"
+            self._data_ready.clear()
+
+            async def run_migrations() -> None:
+                def waiting(error: BaseException, wait: float) -> None:
+                    state["pending"] = f"migrations waiting for the database: {error}"
+                    log.warning(
+                        "database not reachable yet; migrations retry",
+                        extra={"error": str(error), "retry_in_s": round(wait, 2)},
+                    )
+
+                try:
+                    async for attempt in database_retry(maximum=5.0, on_retry=waiting):
+                        with attempt:
+                            await migrate(database, migrations_dir)
+                except MigrationError as error:
+                    state["pending"] = f"migrations failed: {error}"
+                    log.error(
+                        "migrations failed; the service stays unready",
+                        extra={"error": str(error)},
+                    )
+                    return
+                state["pending"] = None
+                self._data_ready.set()
+
+            self._startup_tasks.append(run_migrations)
+        return database
 
     async def producer(self, settings: KafkaSettings) -> EventProducer:
         """A started Kafka producer with the service's name as client id, stopped on shutdown."""
@@ -128,7 +173,7 @@ class Service:
         self,
         name: str,
         settings: KafkaSettings,
-        pool: asyncpg.Pool,
+        database: Database,
         handlers: Mapping[str, Handler],
         producer: EventProducer,
     ) -> None:
@@ -140,7 +185,7 @@ class Service:
         """
         consumer = IdempotentConsumer(
             settings,
-            pool,
+            database,
             handlers,
             producer,
             group_id=settings.kafka_consumer_group or self.name,
@@ -201,6 +246,10 @@ class Service:
             http_tasks.append(asyncio.create_task(server.serve(), name=f"http-{port}"))
         background.extend(http_tasks)
         background.append(asyncio.create_task(self.health.run(), name="health-checks"))
+        background.extend(
+            asyncio.create_task(task(), name=f"startup-{i}")
+            for i, task in enumerate(self._startup_tasks)
+        )
         component_tasks = {
             name: asyncio.create_task(self._supervise(name, component), name=name)
             for name, component in self._components
@@ -246,7 +295,14 @@ class Service:
         log.info("stopped", extra={"drain_seconds": round(time.monotonic() - started, 3)})
 
     async def _supervise(self, name: str, component: Component) -> None:
-        """Runs a component and restarts it after an unexpected crash."""
+        """Runs a component (once the database is ready) and restarts it after a crash."""
+        stop = asyncio.ensure_future(self._stop.wait())
+        ready = asyncio.ensure_future(self._data_ready.wait())
+        try:
+            await asyncio.wait({stop, ready}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            ready.cancel()
         while not self._stop.is_set():
             try:
                 await component.run()

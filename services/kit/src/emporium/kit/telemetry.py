@@ -3,26 +3,21 @@
 gRPC spans come from OpenTelemetry's gRPC instrumentation (interceptors added
 by the kit's server and clients); Kafka and the outbox carry W3C trace context
 in message headers, written and read with :func:`inject_headers` and
-:func:`extract_context`. Database queries made inside traced work get CLIENT
-spans through asyncpg's query logger (:func:`trace_queries`, the pool's
-``init`` hook): OpenTelemetry's asyncpg instrumentation lags one release
-behind the gRPC one the kit uses, and the two cannot be installed together.
+:func:`extract_context`. Database statements made inside traced work get CLIENT
+spans from OpenTelemetry's psycopg instrumentation (:func:`instrument_database`),
+on the same contrib release as the gRPC one.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import time
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 log = logging.getLogger(__name__)
 
@@ -84,70 +79,16 @@ def extract_context(headers: dict[str, str]) -> otel_context.Context:
 
 # -- database spans ------------------------------------------------------------
 
-_SQL_OPERATION = re.compile(
-    r"^\s*(?:WITH\b.*?\)\s*)?(?P<op>SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE | re.DOTALL
-)
-_SQL_TABLE = re.compile(
-    r"\b(?:FROM|INTO|UPDATE)\s+(?P<table>[A-Za-z_][A-Za-z0-9_.]*)", re.IGNORECASE
-)
-_SQL_WORD = re.compile(r"[A-Za-z]+")
-#: What asyncpg's pool runs on every release (pool housekeeping, not the caller's work).
-_POOL_RESET_PREFIX = "SELECT pg_advisory_unlock_all();"
-_db_tracer = trace.get_tracer("emporium.kit.db")
 
+def instrument_database() -> None:
+    """Turns on OpenTelemetry's psycopg instrumentation (once per process).
 
-def query_summary(sql: str) -> tuple[str, str | None]:
-    """('SELECT', 'orders') for ``SELECT ... FROM orders ...``; ('BEGIN', None) and the like."""
-    operation = _SQL_OPERATION.match(sql)
-    if operation is None:
-        word = _SQL_WORD.search(sql)
-        return (word[0].upper() if word else "QUERY"), None
-    table = _SQL_TABLE.search(sql, operation.start("op"))
-    return operation["op"].upper(), table["table"] if table else None
-
-
-def _record_query(record: Any) -> None:
-    """asyncpg's query logger: one CLIENT span per query run inside traced work.
-
-    asyncpg calls it right after the query, in a copy of the caller's context,
-    so the current span is the request's (or the message's) and the span is
-    back-dated by the query's elapsed time. Queries outside any trace (health
-    checks, the relay's polling) get no span: they would each be a trace of
-    their own and drown the useful ones.
+    Connections made after this (the kit's pool, the migration runner) get a
+    CLIENT span per statement; the kit's data layer suppresses them outside
+    traced work and when ``DATABASE_TRACE_QUERIES`` is off (see :mod:`emporium.kit.db`).
     """
-    parent = trace.get_current_span()
-    if not parent.get_span_context().is_valid or record.query.startswith(_POOL_RESET_PREFIX):
-        return
-    end = time.time_ns()
-    operation, table = query_summary(record.query)
-    params = record.conn_params
-    address = record.conn_addr
-    attributes: dict[str, Any] = {
-        "db.system.name": "postgresql",
-        "db.operation.name": operation,
-        "db.query.text": record.query,
-    }
-    database = getattr(params, "database", None)
-    if database:
-        attributes["db.namespace"] = database
-    if table:
-        attributes["db.collection.name"] = table
-    if isinstance(address, tuple) and len(address) >= 2:
-        attributes["server.address"] = str(address[0])
-        attributes["server.port"] = int(address[1])
-    span = _db_tracer.start_span(
-        f"{operation} {table}" if table else operation,
-        kind=SpanKind.CLIENT,
-        attributes=attributes,
-        start_time=end - int(record.elapsed * 1e9),
-    )
-    if record.exception is not None:
-        span.record_exception(record.exception)
-        span.set_attribute("error.type", type(record.exception).__name__)
-        span.set_status(Status(StatusCode.ERROR, str(record.exception)[:200]))
-    span.end(end_time=end)
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
-
-async def trace_queries(conn: Any) -> None:
-    """Pool ``init`` hook: every query on this connection gets a span (see ``_record_query``)."""
-    conn.add_query_logger(_record_query)
+    instrumentor = PsycopgInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(skip_dep_check=True)

@@ -1,18 +1,17 @@
 """Kafka handlers of orders: decode the event, hand it to the domain.
 
-Each handler runs inside the kit consumer's transaction (the ``conn`` it is
-given), together with the insert of the event id into ``processed_events``:
+Each handler runs inside the kit consumer's transaction (the unit of work
+``conn`` it is given), together with the insert of the event id into ``processed_events``:
 the status change, its outbox event and "this event was handled" commit or
 roll back as one.
 """
 
 from __future__ import annotations
 
-import asyncpg
-
 from emporium.contracts.events import fraud_decision_made_violations
 from emporium.events.v1 import fraud_events_pb2
 from emporium.kit import metrics
+from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
 from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
 from emporium.orders import domain, messages
@@ -59,7 +58,7 @@ class TimedStatusStore:
 def handlers(topics: Topics) -> dict[str, Handler]:
     """The consumer's handlers, by topic."""
 
-    async def fraud_decision_made(event: ConsumedEvent, conn: asyncpg.Connection) -> None:
+    async def fraud_decision_made(event: ConsumedEvent, conn: UnitOfWork) -> None:
         decision = decode_fraud_decision(event.value)
         store = TimedStatusStore(PostgresOrderStatusStore(conn, topics))
         await domain.apply_fraud_decision(store, decision)

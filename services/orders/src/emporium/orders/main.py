@@ -1,4 +1,4 @@
-"""Composition root of the orders service: settings, pool, clients, handlers, runtime."""
+"""Composition root of the orders service: settings, database, clients, handlers, runtime."""
 
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
     """Wires the service; ``await service.run()`` serves until SIGTERM or ``request_stop()``."""
     topics = topics or Topics()
     service = Service(NAME, settings)
-    pool = await service.database(settings, MIGRATIONS_DIR)
+    database = await service.database(settings, MIGRATIONS_DIR)
 
     # Checkout cannot price or reserve without the catalog: critical.
     catalog = service.client(downstream(settings, "catalog"), critical=True)
 
     producer = await service.producer(settings)
 
-    repository = PostgresOrderRepository(pool, topics)
+    repository = PostgresOrderRepository(database, topics)
     catalog_client = CatalogClient(catalog)
     checkout = domain.Checkout(repository, catalog_client)
     service.add_grpc_service(
@@ -41,9 +41,9 @@ async def build(settings: OrdersSettings, topics: Topics | None = None) -> Servi
     # Kafka is not critical: while it is down checkout goes on and the outbox keeps
     # the events. The consumer registers the non-critical "kafka" health check.
     service.add_consumer(
-        "fraud-decision-consumer", settings, pool, consumers.handlers(topics), producer
+        "fraud-decision-consumer", settings, database, consumers.handlers(topics), producer
     )
-    service.add_component("outbox-relay", OutboxRelay(pool, producer, health=service.health))
+    service.add_component("outbox-relay", OutboxRelay(database, producer, health=service.health))
     # Releases the stock of checkouts whose commit failed and whose release was lost.
     service.add_component(
         "reservation-sweeper",

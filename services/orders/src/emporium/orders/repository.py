@@ -1,33 +1,16 @@
-"""The orders database: SQL through asyncpg, behind the domain's protocols."""
+"""The orders database: SQL through the kit's data layer, behind the domain's protocols."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
-
-from emporium.kit.errors import Unavailable
+from emporium.kit.db import Database, UnitOfWork
 from emporium.kit.outbox import enqueue
 from emporium.orders import domain, messages, reservations
 from emporium.orders.topics import Topics
 
 log = logging.getLogger(__name__)
-
-#: How long a request waits for a pooled connection before it answers UNAVAILABLE.
-ACQUIRE_TIMEOUT_SECONDS = 2.0
-
-# Errors that mean "the database is not reachable", not "this query is wrong".
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
 
 _SELECT_ORDER = """
 SELECT o.order_id::text AS order_id, o.customer_id, o.status, o.status_reason,
@@ -38,18 +21,6 @@ SELECT o.order_id::text AS order_id, o.customer_id, o.status, o.status_reason,
 FROM orders o
 JOIN order_lines l ON l.order_id = o.order_id
 """
-
-
-@asynccontextmanager
-async def database_errors(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection; an unreachable database becomes Unavailable (UNAVAILABLE/503)."""
-    try:
-        async with pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as connection:
-            yield connection
-    except _CONNECTION_ERRORS as error:
-        raise Unavailable(
-            f"orders database unavailable: {type(error).__name__}", dependency="postgres"
-        ) from error
 
 
 def _order_from_row(row: Any) -> domain.Order:
@@ -75,25 +46,23 @@ def _order_from_row(row: Any) -> domain.Order:
 class PostgresOrderRepository:
     """:class:`domain.OrderRepository` on the service's pool."""
 
-    def __init__(self, pool: asyncpg.Pool, topics: Topics) -> None:
-        self._pool = pool
+    def __init__(self, database: Database, topics: Topics) -> None:
+        self._db = database
         self._topics = topics
 
     async def get(self, order_id: str) -> domain.Order | None:
-        async with database_errors(self._pool) as connection:
-            row = await connection.fetchrow(
-                _SELECT_ORDER + "WHERE o.order_id = $1 GROUP BY o.order_id", order_id
-            )
+        row = await self._db.fetchrow(
+            _SELECT_ORDER + "WHERE o.order_id = $1 GROUP BY o.order_id", order_id
+        )
         return None if row is None else _order_from_row(row)
 
     async def find_by_idempotency_key(self, key: str) -> tuple[domain.Order, str] | None:
-        async with database_errors(self._pool) as connection:
-            row = await connection.fetchrow(
-                _SELECT_ORDER.replace("SELECT ", "SELECT k.request_fingerprint, ", 1)
-                + "JOIN idempotency_keys k ON k.order_id = o.order_id "
-                "WHERE k.idempotency_key = $1 GROUP BY o.order_id, k.request_fingerprint",
-                key,
-            )
+        row = await self._db.fetchrow(
+            _SELECT_ORDER.replace("SELECT ", "SELECT k.request_fingerprint, ", 1)
+            + "JOIN idempotency_keys k ON k.order_id = o.order_id "
+            "WHERE k.idempotency_key = $1 GROUP BY o.order_id, k.request_fingerprint",
+            key,
+        )
         return None if row is None else (_order_from_row(row), row["request_fingerprint"])
 
     async def add_placed_order(
@@ -103,7 +72,7 @@ class PostgresOrderRepository:
         fingerprint: str,
         event: domain.OrderPlacedEvent,
     ) -> None:
-        async with database_errors(self._pool) as connection, connection.transaction():
+        async with self._db.unit_of_work() as connection:
             # First, so the row lock fences off the reservation sweeper (reservations.py).
             if not await reservations.settle(connection, order.order_id):
                 raise domain.ReservationReleased(order.order_id)
@@ -160,26 +129,26 @@ class PostgresOrderRepository:
             )
 
     async def hold_reservation(self, order_id: str) -> None:
-        async with database_errors(self._pool) as connection:
+        async with self._db.connection() as connection:
             await reservations.hold(connection, order_id)
 
     async def drop_reservation(self, order_id: str) -> None:
-        async with database_errors(self._pool) as connection:
+        async with self._db.connection() as connection:
             await reservations.drop(connection, order_id)
 
     async def claim_reservation(self, order_id: str) -> bool:
-        async with database_errors(self._pool) as connection:
+        async with self._db.connection() as connection:
             return await reservations.claim(connection, order_id)
 
     async def claim_stale_reservations(self, older_than_seconds: float, limit: int) -> list[str]:
-        async with database_errors(self._pool) as connection:
+        async with self._db.connection() as connection:
             return await reservations.claim_stale(connection, older_than_seconds, limit)
 
 
 class PostgresOrderStatusStore:
     """:class:`domain.OrderStatusStore` on the connection of one consumer transaction."""
 
-    def __init__(self, connection: asyncpg.Connection, topics: Topics) -> None:
+    def __init__(self, connection: UnitOfWork, topics: Topics) -> None:
         self._connection = connection
         self._topics = topics
 

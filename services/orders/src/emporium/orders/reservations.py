@@ -6,20 +6,20 @@ promises and docs/decisions/orders-fraud.md for why the log lives here.
 
 from __future__ import annotations
 
-from typing import Any
+from emporium.kit.db import Executor
 
 
-async def hold(connection: Any, order_id: str) -> None:
+async def hold(connection: Executor, order_id: str) -> None:
     """Records, in its own committed statement, that stock is about to be reserved."""
     await connection.execute("INSERT INTO pending_reservations (order_id) VALUES ($1)", order_id)
 
 
-async def drop(connection: Any, order_id: str) -> None:
+async def drop(connection: Executor, order_id: str) -> None:
     """Forgets a reservation that was released (or never made)."""
     await connection.execute("DELETE FROM pending_reservations WHERE order_id = $1", order_id)
 
 
-async def settle(connection: Any, order_id: str) -> bool:
+async def settle(connection: Executor, order_id: str) -> bool:
     """Inside the order's transaction: True when the reservation was still pending.
 
     Deleting the row locks it until the transaction ends, so the sweeper
@@ -33,7 +33,7 @@ async def settle(connection: Any, order_id: str) -> bool:
     return bool(settled)
 
 
-async def claim(connection: Any, order_id: str) -> bool:
+async def claim(connection: Executor, order_id: str) -> bool:
     """Claims one checkout's pending reservation after its commit failed.
 
     True when it was still pending: the order did not commit (its commit
@@ -49,7 +49,7 @@ async def claim(connection: Any, order_id: str) -> bool:
     return bool(claimed)
 
 
-async def claim_stale(connection: Any, older_than_seconds: float, limit: int) -> list[str]:
+async def claim_stale(connection: Executor, older_than_seconds: float, limit: int) -> list[str]:
     """Marks pending reservations older than the hold 'releasing' and returns them.
 
     Reservations already 'releasing' (a release that failed before) come back
@@ -74,6 +74,6 @@ async def claim_stale(connection: Any, older_than_seconds: float, limit: int) ->
     return [row["order_id"] for row in rows]
 
 
-async def count(connection: Any) -> int:
+async def count(connection: Executor) -> int:
     """Reservations not settled yet (for /healthz and the benchmark)."""
     return int(await connection.fetchval("SELECT count(*) FROM pending_reservations"))

@@ -1,4 +1,4 @@
-"""The recommendations' composition root: settings, pool, handlers, gRPC, consumer.
+"""The recommendations' composition root: settings, database, handlers, gRPC, consumer.
 
 ``emporium-recommendations`` serves; ``emporium-recommendations migrate``
 applies the migrations.
@@ -25,9 +25,9 @@ NAME = "recommendations"
 
 async def serve(settings: RecommendationsSettings) -> None:
     service = Service(NAME, settings)
-    pool = await service.database(settings, MIGRATIONS_DIR)
+    database = await service.database(settings, MIGRATIONS_DIR)
 
-    recommendations = Recommendations(PostgresRecommendationRepository(pool))
+    recommendations = Recommendations(PostgresRecommendationRepository(database))
     service.add_grpc_service(
         recommendations_pb2_grpc.add_RecommendationServiceServicer_to_server,
         RecommendationServicer(recommendations),
@@ -39,7 +39,7 @@ async def serve(settings: RecommendationsSettings) -> None:
     service.add_consumer(
         "order-placed-consumer",
         settings,
-        pool,
+        database,
         {ORDER_PLACED_TOPIC: OrderPlacedHandler(PostgresCoPurchaseLedger)},
         producer,
     )

@@ -1,19 +1,19 @@
-"""The recommendations' SQL (asyncpg), behind the protocols of the domain."""
+"""The recommendations' SQL (through the kit's data layer), behind the protocols of the domain."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from emporium.kit.db import Database, Executor
 from emporium.recommendations.domain import Recommendation
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class PostgresRecommendationRepository:
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
+    def __init__(self, database: Database) -> None:
+        self._pool = database
 
     async def top_co_purchased(self, product_id: str, limit: int) -> list[Recommendation]:
         rows = await self._pool.fetch(
@@ -28,7 +28,7 @@ class PostgresRecommendationRepository:
 class PostgresCoPurchaseLedger:
     """Writes on a connection inside the consumer's transaction."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Executor) -> None:
         self._conn = conn
 
     async def mark_order_counted(self, order_id: str) -> bool:
