@@ -129,7 +129,9 @@ async def test_placed_orders_keep_their_stock(
     env = make_env(
         database,
         catalog_server.addr,
-        RESERVATION_HOLD_SECONDS="0.2",
+        # Long enough for a placement on a loaded machine; the sweeps after it
+        # then find these reservations older than the hold.
+        RESERVATION_HOLD_SECONDS="2",
         RESERVATION_SWEEP_INTERVAL_SECONDS="0.1",
     )
     orders = await start_orders(env, topics)
@@ -137,7 +139,7 @@ async def test_placed_orders_keep_their_stock(
         (await orders.stub.PlaceOrder(place_request(), timeout=5)).order.order_id for _ in range(5)
     ]
     assert await pending(db) == []
-    await asyncio.sleep(1)  # several sweeps
+    await asyncio.sleep(3)  # past the hold, several sweeps
     assert sorted(catalog_server.servicer.reservations) == sorted(placed)
     assert catalog_server.servicer.released == []
 

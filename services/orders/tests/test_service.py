@@ -8,7 +8,6 @@ answers the tests control.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -546,23 +545,3 @@ async def _status_is(db: Database, order_id: str, status: str) -> bool:
 
 async def _processed(db: Database, expected: int) -> bool:
     return await db.fetchval("SELECT count(*) FROM processed_events") >= expected
-
-
-# --- a first latency figure -------------------------------------------------------------
-
-
-async def test_place_order_latency(orders: Any) -> None:
-    """Sequential PlaceOrder calls over loopback; prints median and p99 (informal)."""
-    await orders.stub.PlaceOrder(place_request(), timeout=5)  # warm-up
-    samples = []
-    for _ in range(200):
-        started = time.perf_counter()
-        await orders.stub.PlaceOrder(place_request(), timeout=5)
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
-    median = statistics.median(samples)
-    p99 = samples[int(len(samples) * 0.99) - 1]
-    print(
-        f"PlaceOrder over loopback, 200 sequential calls: median {median:.1f} ms, p99 {p99:.1f} ms"
-    )
-    assert median < 200
