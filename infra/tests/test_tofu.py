@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -33,36 +33,21 @@ CLI_CONFIG = CACHE / "tofu.tofurc"
 MIRROR = CACHE / "tofu-mirror"
 
 
-def _pins() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "scripts" / "versions.env").read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            pins[name.strip()] = value.strip()
-    return pins
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("EMPORIUM_REQUIRE_PLATFORM") == "1":
-        pytest.fail(f"{reason} (EMPORIUM_REQUIRE_PLATFORM=1)", pytrace=False)
-    pytest.skip(reason)
-
-
-def test_the_validated_provider_versions_are_the_built_ones():
-    pins = _pins()
+def test_the_validated_provider_versions_are_the_built_ones(pins: dict[str, str]) -> None:
     built = {name: pins[f"TOFU_PROVIDER_{name.upper()}_VERSION"] for name in versions.TERRAFORM_PROVIDERS}
     assert built == versions.TERRAFORM_PROVIDERS
 
 
 @pytest.fixture(scope="module")
-def tofu() -> Callable[..., subprocess.CompletedProcess[str]]:
-    pins = _pins()
+def tofu(
+    pins: dict[str, str], unavailable: Callable[[str], NoReturn]
+) -> Callable[..., subprocess.CompletedProcess[str]]:
     if not TOFU.is_file() or not CLI_CONFIG.is_file():
-        _unavailable(f"OpenTofu {pins['OPENTOFU_VERSION']} and its providers are not built: run make setup")
+        unavailable(f"OpenTofu {pins['OPENTOFU_VERSION']} and its providers are not built: run make setup")
     for name, version in versions.TERRAFORM_PROVIDERS.items():
         provider = MIRROR / "registry.opentofu.org" / "hashicorp" / name / version
         if not provider.is_dir():
-            _unavailable(f"the {name} provider {version} is not in the local mirror: run make setup")
+            unavailable(f"the {name} provider {version} is not in the local mirror: run make setup")
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),

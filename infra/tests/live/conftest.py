@@ -7,13 +7,13 @@ EMPORIUM_REQUIRE_PLATFORM=1 (as in `make test`) they fail instead.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -25,21 +25,6 @@ ROOT = INFRA_DIR.parent
 CACHE = ROOT / ".cache"
 
 
-def versions() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "scripts" / "versions.env").read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            pins[name.strip()] = value.strip()
-    return pins
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("EMPORIUM_REQUIRE_PLATFORM") == "1":
-        pytest.fail(f"{reason} (EMPORIUM_REQUIRE_PLATFORM=1)", pytrace=False)
-    pytest.skip(reason)
-
-
 @dataclass(frozen=True)
 class Tools:
     pulumi_root: Path  # holds bin/pulumi
@@ -48,8 +33,7 @@ class Tools:
 
 
 @pytest.fixture(scope="session")
-def tools() -> Tools:
-    pins = versions()
+def tools(pins: dict[str, str], unavailable: Callable[[str], NoReturn]) -> Tools:
     pulumi_root = CACHE / "pulumi-build" / f"cli-{pins['PULUMI_CLI_VERSION']}"
     pulumi_home = CACHE / "pulumi-home"
     plugin = pulumi_home / "plugins" / f"resource-kubernetes-v{pins['PULUMI_KUBERNETES_PLUGIN_VERSION']}"
@@ -77,7 +61,7 @@ def _platformctl(*args: str, timeout: float) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="session")
-def kubeconfig() -> Iterator[Path]:
+def kubeconfig(unavailable: Callable[[str], NoReturn]) -> Iterator[Path]:
     """The local control plane's admin kubeconfig; started here when it is not running."""
     found = _platformctl("cluster-kubeconfig", timeout=60)
     started = False
