@@ -10,7 +10,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 service=gateway
 image="localhost/emporium-test/$service:ci"
-stamp="$root/.cache/images/emporium-test-$service.inputs"
+# The image is in podman's storage, shared by every clone: so is its stamp.
+# shellcheck source=tool-cache.sh
+source "$root/scripts/tool-cache.sh"
+stamp="$tools_cache/images/emporium-test-$service.inputs"
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "build-test-image: not root: podman cannot build here; the image test skips"

@@ -9,11 +9,21 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
 source "$root/scripts/versions.env"
 bin="$root/.cache/bin"
-mkdir -p "$bin"
+# shellcheck source=tool-cache.sh
+source "$root/scripts/tool-cache.sh"
+# The binaries live in the per-user tool cache under their version (a fresh
+# clone links to them instead of rebuilding); .cache/bin links to them.
+built="$tools_cache/helm"
+mkdir -p "$bin" "$built"
 
 install_helm() {
-  local major=$1 version=$2 target="$bin/helm$1"
+  local major=$1 version=$2 target="$built/helm$1-$2"
+  # A binary built into .cache/bin before the cache was shared moves into it.
+  if [[ -f "$bin/helm$major" && ! -L "$bin/helm$major" && ! -e "$target" ]]; then
+    mv "$bin/helm$major" "$target"
+  fi
   if [[ -x "$target" ]] && "$target" version --template '{{.Version}}' 2>/dev/null | grep -qx "$version"; then
+    ln -sfn "$target" "$bin/helm$major"
     return 0
   fi
   command -v go >/dev/null || { echo "install-helm: Go is required to build helm $version" >&2; exit 1; }
@@ -27,6 +37,7 @@ install_helm() {
     "helm.sh/helm/v${major}/cmd/helm@${version}"
   mv "$gobin/helm" "$target"
   rm -rf "$gobin"
+  ln -sfn "$target" "$bin/helm$major"
 }
 
 install_helm_docs() {
