@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 
 from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, parse_settings
-from emporium.kit.db import Database, UnitOfWork
+from emporium.kit.db import Database, DatabaseUnavailable, UnitOfWork
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay, enqueue
@@ -60,6 +60,13 @@ async def until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"condition not met within {within}s")
+
+
+async def answers(db: Database) -> bool:
+    try:
+        return bool(await db.fetchval("SELECT 1"))
+    except DatabaseUnavailable:
+        return False
 
 
 async def unpublished(pool: Database) -> int:
@@ -387,6 +394,9 @@ async def test_relay_reconnects_after_losing_its_database(
         # measured again it says "unknown" (None) or 0, never a stale count.
         await until(lambda: _backlog_is_not_stale(relay), within=3)
         await refuse_connections(admin_dsn, name, refuse=False)
+        # The pool reconnects in the background (about once a second); until
+        # it has, the test's own write would be refused like any caller's.
+        await until(lambda: answers(state_pool), within=10)
         await place(state_pool, topic, "after")
         await until(lambda: all_published(state_pool))
     finally:
