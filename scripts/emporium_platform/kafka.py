@@ -234,7 +234,11 @@ def _cluster_id(s: Settings) -> str:
     path = s.kafka_dir / "cluster-id"
     if path.exists():
         return path.read_text().strip()
-    value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # As Kafka's own Uuid.randomUuid: never one that starts with "-", which
+    # the storage tool's argument parser would take for an option (1 in 64).
+    value = "-"
+    while value.startswith("-"):
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     path.write_text(value + "\n")
     return value
 
