@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -47,7 +47,7 @@ from emporium.fraud.main import MIGRATIONS_DIR as FRAUD_MIGRATIONS  # noqa: E402
 from emporium.fraud.topics import Topics  # noqa: E402
 from emporium.kit.config import KafkaSettings, parse_settings  # noqa: E402
 from emporium.kit.db import Database, migrate  # noqa: E402
-from emporium.kit.kafka import EventProducer, IdempotentConsumer  # noqa: E402
+from emporium.kit.kafka import EventProducer, IdempotentConsumer, client_config  # noqa: E402
 from emporium.kit.outbox import OutboxRelay, enqueue  # noqa: E402
 from emporium.orders.v1 import orders_pb2  # noqa: E402
 
@@ -82,6 +82,10 @@ class Scratch:
     def url(self) -> str:
         return self.admin_dsn.rsplit("/", 1)[0] + "/" + self.database
 
+    def _admin(self) -> AdminClient:
+        settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap})
+        return AdminClient(client_config(settings))
+
     async def __aenter__(self) -> Scratch:
         async with await psycopg.AsyncConnection.connect(self.admin_dsn, autocommit=True) as a:
             await a.execute(f'CREATE DATABASE "{self.database}"')
@@ -89,29 +93,22 @@ class Scratch:
 
     async def topic(self, name: str, partitions: int = 3) -> str:
         topic = f"bench.{name}.{uuid.uuid4().hex[:8]}"
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [
-                    NewTopic(t, num_partitions=p, replication_factor=1)
-                    for t, p in ((topic, partitions), (topic + ".dlq", 1))
-                ]
-            )
-        finally:
-            await admin.close()
+        created = self._admin().create_topics(
+            [
+                NewTopic(t, num_partitions=p, replication_factor=1)
+                for t, p in ((topic, partitions), (topic + ".dlq", 1))
+            ]
+        )
+        for future in created.values():
+            await asyncio.wrap_future(future)
         self.topics += [topic, topic + ".dlq"]
         await asyncio.sleep(1.0)  # leaders elected
         return topic
 
     async def __aexit__(self, *_: Any) -> None:
         with contextlib.suppress(Exception):
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            await admin.start()
-            try:
-                await admin.delete_topics(self.topics)
-            finally:
-                await admin.close()
+            for future in self._admin().delete_topics(self.topics).values():
+                await asyncio.wrap_future(future)
         async with await psycopg.AsyncConnection.connect(self.admin_dsn, autocommit=True) as a:
             await a.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
