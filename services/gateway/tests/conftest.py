@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from emporium.gateway.cache import TTLCache
 from emporium.gateway.http_api import build_app
 from emporium.gateway.model import (
     CheckoutRequest,
@@ -23,7 +24,6 @@ from emporium.gateway.model import (
     ProductList,
 )
 from emporium.gateway.storefront import Budgets, Storefront
-from emporium.kit.cache import TTLCache
 from emporium.kit.errors import NotFound
 
 
