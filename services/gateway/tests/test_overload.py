@@ -11,18 +11,16 @@ the gateway serves again afterwards. Nothing here asserts on time.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import pytest
-from emporium_platform.pytest_plugin import eventually, free_port
+from emporium_platform.pytest_plugin import eventually
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
@@ -76,7 +74,9 @@ class Saturable:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Saturable]:
+async def gateway(
+    tmp_path: Path, start_gateway: Callable[..., contextlib.AbstractAsyncContextManager[Any]]
+) -> AsyncIterator[Saturable]:
     catalog = HeldCatalog()
     servers = []
     addresses = {}
@@ -110,57 +110,23 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Saturable]:
         servers.append(built.server)
         addresses[f"{name}_ADDR"] = f"127.0.0.1:{built.port}"
 
-    http_port, admin_port = free_port(), free_port()
-    env = {
-        **os.environ,
+    settings = {
         **addresses,
-        "ENVIRONMENT": "test",
-        "BIND_HOST": "127.0.0.1",
-        "HTTP_PORT": str(http_port),
-        "ADMIN_PORT": str(admin_port),
-        "GRPC_PORT": str(free_port()),
-        "SHUTDOWN_GRACE_SECONDS": "2",
-        "HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
         "CACHE_TTL_SECONDS": "0.001",
         # The held pages must not time out while the test looks at the others.
         "PRODUCT_PAGE_BUDGET_MS": "60000",
         "CATALOG_TIMEOUT_MS": "60000",
         "HTTP_MAX_CONCURRENT_REQUESTS": str(LIMIT),
         "HTTP_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
-        "OTEL_TRACES_EXPORTER": "none",
     }
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "emporium.gateway.main",
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    admin_url = f"http://127.0.0.1:{admin_port}"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=60) as http:
-
-            async def ready() -> bool:
-                if process.returncode is not None:
-                    raise AssertionError(f"gateway exited:\n{log_path.read_text()[-3000:]}")
-                try:
-                    return (await http.get(f"{admin_url}/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, 30, "gateway ready")
-            yield Saturable(catalog, http, admin_url, log_path)
+        async with (
+            start_gateway(settings, tmp_path / "gateway.log") as running,
+            httpx.AsyncClient(base_url=running.base_url, timeout=60) as http,
+        ):
+            yield Saturable(catalog, http, running.admin_url, running.log_path)
     finally:
         catalog.release.set()
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
         for server in servers:
             await server.stop(None)
 
