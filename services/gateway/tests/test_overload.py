@@ -5,7 +5,13 @@ The real gateway process (``python -m emporium.gateway.main``) with a small
 ports. The catalog holds every GetProduct until the test releases it, so the
 gateway fills up with product pages for sure; the next requests are refused
 with 503, ``Retry-After`` and a JSON error, the held ones still succeed, and
-the gateway serves again afterwards. Nothing here asserts on time.
+the gateway serves again afterwards.
+
+The catalog is full too (its GRPC_MAX_CONCURRENT_RPCS is the same small
+number), so it refuses the gateway's health checks with RESOURCE_EXHAUSTED
+while the pages are held: overloaded is not down, so the gateway stays ready
+and its breakers stay closed through several health rounds. Nothing here
+asserts on time.
 """
 
 from __future__ import annotations
@@ -101,7 +107,11 @@ async def gateway(
         ),
     ):
         built = build_server(
-            host="127.0.0.1", port=0, servicers=[(add, servicer)], service_names=[full_name]
+            host="127.0.0.1",
+            port=0,
+            servicers=[(add, servicer)],
+            service_names=[full_name],
+            max_concurrent_rpcs=LIMIT if name == "CATALOG" else None,
         )
         await built.server.start()
         task = set_serving(built.health, [full_name], True)
@@ -168,3 +178,51 @@ async def test_a_full_gateway_answers_503_with_retry_after_and_recovers(
     ]
     assert shed, metrics[-2000:]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) >= 3
+
+
+async def test_overloaded_is_not_down_readiness_and_breakers_hold_while_shedding(
+    gateway: Saturable,
+) -> None:
+    http, catalog = gateway.http, gateway.catalog
+    held = [asyncio.ensure_future(http.get(f"/api/products/held-{i}")) for i in range(LIMIT)]
+
+    async def full() -> bool:
+        return catalog.waiting == LIMIT
+
+    await eventually(full, 20, f"{LIMIT} product pages waiting on the catalog")
+
+    async def health() -> dict[str, Any]:
+        body: dict[str, Any] = (await http.get(f"{gateway.admin_url}/healthz")).json()
+        return body
+
+    # The catalog is at its own limit: it refuses the gateway's health checks.
+    busy_rounds: set[float] = set()
+
+    async def refused_for_several_rounds() -> bool:
+        refused = await http.get("/api/products/extra")
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == str(RETRY_AFTER)
+        assert refused.json()["error"]["code"] == "overloaded"
+        catalog_check = (await health())["dependencies"]["catalog"]
+        if "RESOURCE_EXHAUSTED" in catalog_check["detail"]:
+            busy_rounds.add(catalog_check["checked_at"])
+        # Readiness turns red after 2 failed rounds in a row: wait for more than that.
+        return len(busy_rounds) >= 4
+
+    await eventually(refused_for_several_rounds, 30, "4 health rounds refused by the full catalog")
+
+    body = await health()
+    assert body["ready"] is True, body
+    assert body["dependencies"]["catalog"]["status"] == "up", body
+    assert {name: b["state"] for name, b in body["breakers"].items()} == {
+        "catalog": "closed",
+        "recommendations": "closed",
+        "orders": "closed",
+    }, body
+    readyz = await http.get(f"{gateway.admin_url}/readyz")
+    assert readyz.status_code == 200, readyz.text
+    assert catalog.waiting == LIMIT, "a refused request must not reach the catalog"
+
+    catalog.release.set()
+    pages = await asyncio.gather(*held)
+    assert [page.status_code for page in pages] == [200] * LIMIT
