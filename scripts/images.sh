@@ -28,7 +28,11 @@ while (($#)); do
     *) services+=("$1"); shift ;;
   esac
 done
-((${#services[@]})) || services=(gateway catalog recommendations orders fraud)
+# Default: every service of the system manifest (docs/manifest.md).
+((${#services[@]})) || read -r -a services <<<"$(python3 -c '
+import tomllib
+with open("services/contracts/src/emporium/contracts/system.toml", "rb") as f:
+    print(*tomllib.load(f)["services"])')"
 [[ -n "$tag" ]] || tag=$(awk -F'"' '/^appVersion:/ {print $2}' charts/emporium/Chart.yaml)
 if ((list)); then
   for service in "${services[@]}"; do echo "$registry/$service:$tag"; done

@@ -11,9 +11,10 @@ uv run --frozen ruff check services tests scripts bench
 uv run --frozen ruff format --check services tests scripts bench
 
 step "mypy"
-uv run --frozen mypy services/kit/src services/contracts/src/emporium/contracts \
-  services/catalog/src services/recommendations/src \
-  services/orders/src services/fraud/src services/gateway/src
+# Every member's code; of contracts only the hand-written part (the rest is generated).
+members=()
+for src in services/*/src; do [[ "$src" == services/contracts/src ]] || members+=("$src"); done
+uv run --frozen mypy "${members[@]}" services/contracts/src/emporium/contracts
 
 step "buf lint and breaking (FILE level, against ${BUF_AGAINST:=main})"
 [[ -x .cache/bin/buf ]] || { echo "lint: buf is not installed: run make setup" >&2; exit 1; }

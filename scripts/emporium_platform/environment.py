@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from . import collector, postgres
 from .progress import PlatformError
-from .settings import DATA_SERVICES, SERVICE_PORTS, SERVICES, Settings
+from .settings import DATA_SERVICES, SERVICE_PORTS, SERVICES, SYSTEM, Settings
 
-# gRPC downstreams each service calls (name used in <NAME>_ADDR).
-DOWNSTREAMS = {
-    "gateway": ("catalog", "recommendations", "orders"),
-    "orders": ("catalog",),
-}
+# gRPC downstreams each service calls (name used in <NAME>_ADDR), from the manifest.
+DOWNSTREAMS = {s.name: s.calls for s in SYSTEM.services.values() if s.calls}
 
 # Every variable of the contract: inherited values of these are dropped before a
 # service starts, so a service sees exactly what `env` prints.
-CONTRACT_PREFIXES = ("OTEL_", "KAFKA_", "DATABASE_", "CATALOG_", "RECOMMENDATIONS_", "ORDERS_")
+_CALLEES = sorted({callee for callees in DOWNSTREAMS.values() for callee in callees})
+CONTRACT_PREFIXES = ("OTEL_", "KAFKA_", "DATABASE_", *(f"{c.upper()}_" for c in _CALLEES))
 CONTRACT_NAMES = {
     "ENVIRONMENT",
     "LOG_LEVEL",
@@ -57,7 +55,7 @@ def service_env(s: Settings, service: str) -> dict[str, str]:
         env["DATABASE_MIGRATE_ON_START"] = "true"
         env["KAFKA_BOOTSTRAP_SERVERS"] = s.kafka_bootstrap
         env["KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
-        env["KAFKA_CONSUMER_GROUP"] = service
+        env["KAFKA_CONSUMER_GROUP"] = SYSTEM.service(service).consumer_group
     for downstream in DOWNSTREAMS.get(service, ()):
         env[f"{downstream.upper()}_ADDR"] = f"127.0.0.1:{SERVICE_PORTS[downstream]['GRPC_PORT']}"
     return env

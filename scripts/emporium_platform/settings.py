@@ -8,34 +8,60 @@ setting variables before they call into it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Services that own a database and use Kafka; the gateway owns neither.
-DATA_SERVICES = ("catalog", "recommendations", "orders", "fraud")
+# The system manifest (docs/manifest.md) names the services, their local ports
+# and the topics. Its loader is standard library only and is imported by its
+# path: scripts/ runs before any virtual environment exists.
+MANIFEST_MODULE = REPO / "services" / "contracts" / "src" / "emporium" / "contracts" / "manifest.py"
+
+
+def _load_manifest_module() -> ModuleType:
+    name = "emporium_platform._manifest"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, MANIFEST_MODULE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the system manifest's loader from {MANIFEST_MODULE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+manifest = _load_manifest_module()
+SYSTEM = manifest.system()
+
+# Services that own a database (and use Kafka); the gateway owns neither.
+DATA_SERVICES: tuple[str, ...] = SYSTEM.data_services
 # Start order of `up`: everything a service calls is up before it starts.
-SERVICES = ("catalog", "recommendations", "fraud", "orders", "gateway")
+SERVICES: tuple[str, ...] = SYSTEM.names
 
 # The local port table of docs/configuration.md.
 SERVICE_PORTS: dict[str, dict[str, int]] = {
-    "catalog": {"GRPC_PORT": 20061, "ADMIN_PORT": 8181},
-    "recommendations": {"GRPC_PORT": 20062, "ADMIN_PORT": 8182},
-    "orders": {"GRPC_PORT": 20063, "ADMIN_PORT": 8183},
-    "fraud": {"GRPC_PORT": 20064, "ADMIN_PORT": 8184},
-    "gateway": {"GRPC_PORT": 20065, "ADMIN_PORT": 8185, "HTTP_PORT": 8080},
+    s.name: {
+        "GRPC_PORT": s.ports.grpc,
+        "ADMIN_PORT": s.ports.admin,
+        **({"HTTP_PORT": s.ports.http} if s.ports.http is not None else {}),
+    }
+    for s in SYSTEM.services.values()
 }
 
-# Topic name -> partitions. Every topic has a one-partition `.dlq` twin.
-EVENT_TOPICS = {
-    "orders.order-placed.v1": 3,
-    "orders.order-status-changed.v1": 3,
-    "fraud.decision-made.v1": 3,
+# Topic name -> partitions, each followed by its `.dlq` twin.
+EVENT_TOPICS: dict[str, int] = {t.name: t.partitions for t in SYSTEM.topics.values()}
+TOPICS: dict[str, int] = {
+    name: partitions
+    for t in SYSTEM.topics.values()
+    for name, partitions in ((t.name, t.partitions), (t.dlq, t.dlq_partitions))
 }
-TOPICS: dict[str, int] = {**EVENT_TOPICS, **{f"{t}.dlq": 1 for t in EVENT_TOPICS}}
 
 DEFAULT_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from emporium.contracts import manifest
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "emporium"
 BIN = ROOT / ".cache" / "bin"
@@ -33,16 +35,13 @@ OPTIONAL_APIS = (
     "kafka.strimzi.io/v1/KafkaTopic",
 )
 
-# The service graph and data ownership of docs/configuration.md.
-SERVICES = ("gateway", "catalog", "recommendations", "orders", "fraud")
-DATA_SERVICES = ("catalog", "recommendations", "orders", "fraud")
-CALLS = {
-    "gateway": {"catalog", "recommendations", "orders"},
-    "orders": {"catalog"},
-    "catalog": set(),
-    "recommendations": set(),
-    "fraud": set(),
-}
+# The service graph, data ownership and topics of the system manifest (docs/manifest.md).
+SYSTEM = manifest.system()
+SERVICES = SYSTEM.names
+DATA_SERVICES = SYSTEM.data_services
+KAFKA_SERVICES = SYSTEM.kafka_services
+HTTP_SERVICES = tuple(s.name for s in SYSTEM.services.values() if s.serves_http)
+CALLS = {s.name: set(s.calls) for s in SYSTEM.services.values()}
 SECRET_KEYS = ("DATABASE_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD")
 
 

@@ -15,9 +15,11 @@ from chartlib import (
     CHART,
     DATA_SERVICES,
     ENVIRONMENTS,
+    HTTP_SERVICES,
     ROOT,
     SECRET_KEYS,
     SERVICES,
+    SYSTEM,
     by_kind,
     is_hook,
     service_of,
@@ -74,12 +76,12 @@ def test_every_deployment_probes_the_right_paths_and_ports(any_scenario: str) ->
             assert service_ports["http"] == (8080, "http")
 
 
-def test_only_the_gateway_serves_http() -> None:
+def test_only_the_services_with_an_http_port_serve_http() -> None:
     for name, deployment in by_kind(chartlib.render("prod"), "Deployment").items():
         ports = {
             p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
         }
-        assert ("http" in ports) == (service_of(deployment) == "gateway"), name
+        assert ("http" in ports) == (service_of(deployment) in HTTP_SERVICES), name
 
 
 def test_grace_period_outlasts_the_drain(any_scenario: str) -> None:
@@ -368,7 +370,7 @@ def test_network_policies_allow_exactly_the_service_graph(environment: str) -> N
         assert (5432 in egress_ports) == (service in DATA_SERVICES), f"{service}: PostgreSQL"
         assert (9092 in egress_ports) == (service in DATA_SERVICES), f"{service}: Kafka"
         assert 8081 in ingress_ports, f"{service}: metrics scraping"
-        assert (8080 in ingress_ports) == (service == "gateway"), f"{service}: edge HTTP"
+        assert (8080 in ingress_ports) == (service in HTTP_SERVICES), f"{service}: edge HTTP"
         allowed = {53, 50051, 5432, 9092, 4317}
         assert egress_ports <= allowed, f"{service}: unexpected egress {egress_ports - allowed}"
         # Every rule names its peers: an empty 'to' or 'from' would allow everyone.
@@ -470,15 +472,15 @@ def test_optional_kinds_need_the_api_in_the_cluster() -> None:
 def test_topics_as_code_cover_every_topic_and_its_dead_letter_twin() -> None:
     topics = by_kind(chartlib.render("monitoring-and-topics-values"), "KafkaTopic")
     expected = {
-        "orders.order-placed.v1",
-        "orders.order-status-changed.v1",
-        "fraud.decision-made.v1",
+        name: partitions
+        for t in SYSTEM.topics.values()
+        for name, partitions in ((t.name, t.partitions), (t.dlq, t.dlq_partitions))
     }
-    assert set(topics) == expected | {f"{t}.dlq" for t in expected}
+    assert set(topics) == set(expected)
     for name, topic in topics.items():
         assert topic["spec"]["topicName"] == name
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "emporium"
-        assert topic["spec"]["partitions"] == (1 if name.endswith(".dlq") else 3)
+        assert topic["spec"]["partitions"] == expected[name]
 
 
 def test_service_monitors_scrape_the_admin_port() -> None:

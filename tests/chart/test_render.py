@@ -58,13 +58,15 @@ def test_object_counts_per_environment(record_property: pytest.RecordProperty) -
         counts[env] = kinds
         record_property(f"objects_{env}", len(objects))
         print(f"{env}: {len(objects)} objects {dict(sorted(kinds.items()))}")
+    services, data_services = len(chartlib.SERVICES), len(chartlib.DATA_SERVICES)
     for env in ENVIRONMENTS:
-        assert counts[env]["Deployment"] == 5
-        assert counts[env]["NetworkPolicy"] == 1 + 5 + 4
-        assert counts[env]["Job"] == 4
+        assert counts[env]["Deployment"] == services
+        # The default deny, one per service, one per migration Job.
+        assert counts[env]["NetworkPolicy"] == 1 + services + data_services
+        assert counts[env]["Job"] == data_services
     assert "HorizontalPodAutoscaler" not in counts["dev"]
-    assert counts["staging"]["HorizontalPodAutoscaler"] == 5
-    assert counts["prod"]["HorizontalPodAutoscaler"] == 5
+    assert counts["staging"]["HorizontalPodAutoscaler"] == services
+    assert counts["prod"]["HorizontalPodAutoscaler"] == services
 
 
 def test_readme_values_table_is_generated_from_values_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]

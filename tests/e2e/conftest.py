@@ -23,15 +23,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from emporium.contracts import manifest
+
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_PORTS = {
-    "catalog": 8181,
-    "recommendations": 8182,
-    "orders": 8183,
-    "fraud": 8184,
-    "gateway": 8185,
-}
-GATEWAY_URL = "http://127.0.0.1:8080"
+# The local runner's ports come from the system manifest (docs/manifest.md).
+SYSTEM = manifest.system()
+ADMIN_PORTS = {s.name: s.ports.admin for s in SYSTEM.services.values()}
+GATEWAY_URL = f"http://127.0.0.1:{SYSTEM.service('gateway').ports.http}"
 
 
 def platform(*args: str, timeout: float = 180) -> str:

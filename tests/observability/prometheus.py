@@ -28,17 +28,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from emporium.contracts import manifest
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "charts" / "emporium" / "rules"
 
-#: Admin ports of the local runner (docs/configuration.md, "Local ports").
-ADMIN_PORTS = {
-    "catalog": 8181,
-    "recommendations": 8182,
-    "orders": 8183,
-    "fraud": 8184,
-    "gateway": 8185,
-}
+#: Admin ports of the local runner, from the system manifest (docs/manifest.md).
+ADMIN_PORTS = {s.name: s.ports.admin for s in manifest.system().services.values()}
 #: The namespace label the local targets get (``emporium-<environment>``).
 LOCAL_NAMESPACE = "emporium-local"
 

@@ -17,9 +17,11 @@ import journey
 import observability_tools as tools
 import pytest
 
+from emporium.contracts import manifest
+
 pytestmark = pytest.mark.e2e
 
-SERVICES = ("gateway", "catalog", "recommendations", "orders", "fraud")
+SERVICES = manifest.system().names
 HEX = {"trace_id": re.compile(r"[0-9a-f]{32}"), "span_id": re.compile(r"[0-9a-f]{16}")}
 
 

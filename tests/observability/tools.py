@@ -133,8 +133,11 @@ def _rules_text() -> str:
 
 
 def kit_metric_families() -> dict[str, str]:
-    """Metric families the kit defines (services/kit/.../metrics.py): name -> type."""
-    source = (ROOT / "services" / "kit" / "src" / "emporium" / "kit" / "metrics.py").read_text()
+    """Metric families the kit and the gateway define (their metrics.py): name -> type."""
+    source = "\n".join(
+        (ROOT / "services" / name / "src" / "emporium" / name / "metrics.py").read_text()
+        for name in ("kit", "gateway")
+    )
     return {
         name: kind.lower()
         for kind, name in re.findall(r"(Counter|Gauge|Histogram)\(\s*\"(emporium_\w+)\"", source)

@@ -11,10 +11,13 @@ from types import ModuleType
 
 import pytest
 
+from emporium.contracts import manifest
+
 from .conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.unit
 
+SYSTEM = manifest.system()
 DOC = (ROOT / "docs" / "configuration.md").read_text()
 
 
@@ -44,16 +47,17 @@ DOC_TOPICS = set(re.findall(r"`([a-z]+\.[a-z-]+\.v\d)`", section("Kafka topics")
 
 def test_the_document_was_parsed() -> None:
     assert {"DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "BIND_HOST", "HTTP_PORT"} <= DOCUMENTED
-    assert set(PORTS) == {"catalog", "recommendations", "orders", "fraud", "gateway"}
-    assert set(ADDR_USERS) == {"CATALOG_ADDR", "RECOMMENDATIONS_ADDR", "ORDERS_ADDR"}
-    assert len(DOC_TOPICS) == 3
+    assert set(PORTS) == set(SYSTEM.names)
+    called = {callee for s in SYSTEM.services.values() for callee in s.calls}
+    assert set(ADDR_USERS) == {f"{callee.upper()}_ADDR" for callee in called}
+    assert len(DOC_TOPICS) == len(SYSTEM.topics)
 
 
 def test_topics_match_the_document(ep: ModuleType) -> None:
     assert set(ep.TOPICS) == DOC_TOPICS | {f"{t}.dlq" for t in DOC_TOPICS}
 
 
-@pytest.mark.parametrize("service", ["catalog", "recommendations", "orders", "fraud", "gateway"])
+@pytest.mark.parametrize("service", SYSTEM.names)
 def test_env_follows_the_contract(ep: ModuleType, service: str) -> None:
     env = ep.service_env(service)
     s = ep.settings()

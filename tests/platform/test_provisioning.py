@@ -8,6 +8,8 @@ from types import ModuleType
 
 import pytest
 
+from emporium.contracts import manifest
+
 pytestmark = pytest.mark.integration
 
 
@@ -27,7 +29,7 @@ def test_servers_answer(shared: ModuleType) -> None:
     assert shared.kafka_running()
 
 
-@pytest.mark.parametrize("service", ["catalog", "recommendations", "orders", "fraud"])
+@pytest.mark.parametrize("service", manifest.system().data_services)
 def test_login_reaches_only_its_own_database(shared: ModuleType, service: str) -> None:
     url = shared.service_env(service)["DATABASE_URL"]
     assert psql(shared, url, "SELECT current_user || '/' || current_database()") == (
@@ -59,7 +61,7 @@ def test_topics_have_their_partitions(shared: ModuleType) -> None:
     topics = shared.kafka_topics()
     for name, partitions in shared.TOPICS.items():
         assert topics.get(name) == partitions, name
-    assert len([t for t in shared.TOPICS if t.endswith(".dlq")]) == 3
+    assert len([t for t in shared.TOPICS if t.endswith(".dlq")]) == len(manifest.system().topics)
     # Kafka's own tool agrees with the protocol-level view.
     s = shared.settings()
     described = shared.kafka.tool(

@@ -1,17 +1,26 @@
-"""Hand-written fakes of the gateway's downstream interfaces, and an HTTP client
-over the real ASGI app built on them (no sockets, no servers)."""
+"""Hand-written fakes of the gateway's downstream interfaces, an HTTP client over
+the real ASGI app built on them (no sockets, no servers), and the start of the
+real gateway process for the integration tests (the ``start_gateway`` fixture)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
+from emporium_platform.pytest_plugin import eventually, free_port
 
+from emporium.gateway.cache import TTLCache
 from emporium.gateway.http_api import build_app
 from emporium.gateway.model import (
     CheckoutRequest,
@@ -23,7 +32,6 @@ from emporium.gateway.model import (
     ProductList,
 )
 from emporium.gateway.storefront import Budgets, Storefront
-from emporium.kit.cache import TTLCache
 from emporium.kit.errors import NotFound
 
 
@@ -159,3 +167,88 @@ async def http(make_storefront: Callable[..., Storefront]) -> AsyncIterator[http
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield client
+
+
+# --- the real gateway process ----------------------------------------------------------
+
+
+@dataclass
+class GatewayProcess:
+    """``python -m emporium.gateway.main`` running with its output in ``log_path``."""
+
+    process: asyncio.subprocess.Process
+    base_url: str
+    admin_url: str
+    log_path: Path
+    #: The exit code after SIGTERM, once :func:`gateway_process` has stopped it.
+    exit_code: int | None = None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(
+    settings: Mapping[str, str], log_path: Path, ready_within: float = 30
+) -> AsyncIterator[GatewayProcess]:
+    """Starts the gateway as the runner and the chart do and waits for ``/readyz`` 200.
+
+    ``settings`` are its environment variables on top of the test process's
+    (downstream addresses and whatever the test tunes); ports are free ones
+    unless given. On exit it gets SIGTERM, 15 s to drain, then SIGKILL; the
+    exit code is left in ``exit_code``.
+    """
+    ports = {name: str(free_port()) for name in ("HTTP_PORT", "ADMIN_PORT", "GRPC_PORT")}
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "BIND_HOST": "127.0.0.1",
+        "SHUTDOWN_GRACE_SECONDS": "2",
+        "HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
+        "OTEL_TRACES_EXPORTER": "none",
+        **ports,
+        **settings,
+    }
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "emporium.gateway.main",
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    gateway = GatewayProcess(
+        process,
+        f"http://127.0.0.1:{env['HTTP_PORT']}",
+        f"http://127.0.0.1:{env['ADMIN_PORT']}",
+        log_path,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=5) as probe:
+
+            async def ready() -> bool:
+                if process.returncode is not None:
+                    raise AssertionError(f"gateway exited:\n{gateway.log_tail()}")
+                try:
+                    return (await probe.get(f"{gateway.admin_url}/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            started = await eventually(ready, ready_within, "gateway ready")
+        print(f"\ngateway process ready {started:.2f}s after start")
+        yield gateway
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            gateway.exit_code = await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            gateway.exit_code = await process.wait()
+
+
+@pytest.fixture(scope="session")
+def start_gateway() -> Callable[..., contextlib.AbstractAsyncContextManager[GatewayProcess]]:
+    """:func:`gateway_process`, for tests that start the real gateway process."""
+    return gateway_process

@@ -13,16 +13,12 @@ No PostgreSQL or Kafka is needed: the gateway has neither.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
+import contextlib
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -216,8 +212,7 @@ class Downstream:
 class Gateway:
     base_url: str
     admin_url: str
-    process: asyncio.subprocess.Process
-    log_path: Path
+    running: Any  # the conftest's GatewayProcess
     http: httpx.AsyncClient
 
     async def page(self, product_id: str) -> tuple[httpx.Response, float]:
@@ -238,7 +233,7 @@ class Gateway:
         return (await self.http.get(f"{self.admin_url}/readyz")).status_code == 200
 
     def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return self.running.log_tail()
 
 
 @dataclass
@@ -260,7 +255,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+async def world(
+    tmp_path_factory: pytest.TempPathFactory,
+    start_gateway: Callable[..., contextlib.AbstractAsyncContextManager[Any]],
+) -> AsyncIterator[World]:
     catalog = Downstream(
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
         CatalogServicer(),
@@ -279,17 +277,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     for downstream in (catalog, recommendations, orders):
         await downstream.start()
 
-    http_port, admin_port, grpc_port = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "test",
+    settings = {
         "LOG_LEVEL": "INFO",
-        "BIND_HOST": "127.0.0.1",
-        "HTTP_PORT": str(http_port),
-        "ADMIN_PORT": str(admin_port),
-        "GRPC_PORT": str(grpc_port),
-        "SHUTDOWN_GRACE_SECONDS": "2",
-        "HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
         "CACHE_TTL_SECONDS": "0.5",
         "PRODUCT_PAGE_BUDGET_MS": str(int(PAGE_BUDGET_S * 1000)),
         "RECOMMENDATIONS_TIMEOUT_MS": str(int(RECOMMENDATIONS_BUDGET_S * 1000)),
@@ -300,44 +289,21 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         "RECOMMENDATIONS_BREAKER_RESET_SECONDS": str(RECOMMENDATIONS_RESET_S),
         "CATALOG_BREAKER_RESET_SECONDS": "1",
         "ORDERS_BREAKER_RESET_SECONDS": "1",
-        "OTEL_TRACES_EXPORTER": "none",
     }
     log_path = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "emporium.gateway.main",
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{http_port}"
-    async with httpx.AsyncClient(base_url=base_url, timeout=5) as http:
-        gateway = Gateway(base_url, f"http://127.0.0.1:{admin_port}", process, log_path, http)
-
-        async def ready() -> bool:
-            if process.returncode is not None:
-                raise AssertionError(f"gateway exited:\n{gateway.log_tail()}")
-            try:
-                return await gateway.ready()
-            except httpx.TransportError:
-                return False
-
-        try:
-            started = await eventually(ready, 30, "gateway ready")
-            print(f"\ngateway process ready {started:.2f}s after start")
+    try:
+        async with (
+            start_gateway(settings, log_path) as running,
+            httpx.AsyncClient(base_url=running.base_url, timeout=5) as http,
+        ):
+            gateway = Gateway(running.base_url, running.admin_url, running, http)
             yield World(catalog, recommendations, orders, gateway)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                code = await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                code = await process.wait()
-            for downstream in (catalog, recommendations, orders):
-                await downstream.stop()
-    assert code == 0, f"gateway exit code {code} after SIGTERM:\n{gateway.log_tail()}"
+    finally:
+        for downstream in (catalog, recommendations, orders):
+            await downstream.stop()
+    assert running.exit_code == 0, (
+        f"gateway exit code {running.exit_code} after SIGTERM:\n{running.log_tail()}"
+    )
 
 
 @pytest.fixture

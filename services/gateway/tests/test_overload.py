@@ -5,24 +5,28 @@ The real gateway process (``python -m emporium.gateway.main``) with a small
 ports. The catalog holds every GetProduct until the test releases it, so the
 gateway fills up with product pages for sure; the next requests are refused
 with 503, ``Retry-After`` and a JSON error, the held ones still succeed, and
-the gateway serves again afterwards. Nothing here asserts on time.
+the gateway serves again afterwards.
+
+The catalog is full too (its GRPC_MAX_CONCURRENT_RPCS is the same small
+number), so it refuses the gateway's health checks with RESOURCE_EXHAUSTED
+while the pages are held: overloaded is not down, so the gateway stays ready
+and its breakers stay closed through several health rounds. Nothing here
+asserts on time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import pytest
-from emporium_platform.pytest_plugin import eventually, free_port
+from emporium_platform.pytest_plugin import eventually
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
@@ -76,7 +80,9 @@ class Saturable:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Saturable]:
+async def gateway(
+    tmp_path: Path, start_gateway: Callable[..., contextlib.AbstractAsyncContextManager[Any]]
+) -> AsyncIterator[Saturable]:
     catalog = HeldCatalog()
     servers = []
     addresses = {}
@@ -101,7 +107,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Saturable]:
         ),
     ):
         built = build_server(
-            host="127.0.0.1", port=0, servicers=[(add, servicer)], service_names=[full_name]
+            host="127.0.0.1",
+            port=0,
+            servicers=[(add, servicer)],
+            service_names=[full_name],
+            max_concurrent_rpcs=LIMIT if name == "CATALOG" else None,
         )
         await built.server.start()
         task = set_serving(built.health, [full_name], True)
@@ -110,57 +120,23 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Saturable]:
         servers.append(built.server)
         addresses[f"{name}_ADDR"] = f"127.0.0.1:{built.port}"
 
-    http_port, admin_port = free_port(), free_port()
-    env = {
-        **os.environ,
+    settings = {
         **addresses,
-        "ENVIRONMENT": "test",
-        "BIND_HOST": "127.0.0.1",
-        "HTTP_PORT": str(http_port),
-        "ADMIN_PORT": str(admin_port),
-        "GRPC_PORT": str(free_port()),
-        "SHUTDOWN_GRACE_SECONDS": "2",
-        "HEALTH_CHECK_INTERVAL_SECONDS": "0.5",
         "CACHE_TTL_SECONDS": "0.001",
         # The held pages must not time out while the test looks at the others.
         "PRODUCT_PAGE_BUDGET_MS": "60000",
         "CATALOG_TIMEOUT_MS": "60000",
         "HTTP_MAX_CONCURRENT_REQUESTS": str(LIMIT),
         "HTTP_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
-        "OTEL_TRACES_EXPORTER": "none",
     }
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "emporium.gateway.main",
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    admin_url = f"http://127.0.0.1:{admin_port}"
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=60) as http:
-
-            async def ready() -> bool:
-                if process.returncode is not None:
-                    raise AssertionError(f"gateway exited:\n{log_path.read_text()[-3000:]}")
-                try:
-                    return (await http.get(f"{admin_url}/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, 30, "gateway ready")
-            yield Saturable(catalog, http, admin_url, log_path)
+        async with (
+            start_gateway(settings, tmp_path / "gateway.log") as running,
+            httpx.AsyncClient(base_url=running.base_url, timeout=60) as http,
+        ):
+            yield Saturable(catalog, http, running.admin_url, running.log_path)
     finally:
         catalog.release.set()
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 15)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
         for server in servers:
             await server.stop(None)
 
@@ -202,3 +178,51 @@ async def test_a_full_gateway_answers_503_with_retry_after_and_recovers(
     ]
     assert shed, metrics[-2000:]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) >= 3
+
+
+async def test_overloaded_is_not_down_readiness_and_breakers_hold_while_shedding(
+    gateway: Saturable,
+) -> None:
+    http, catalog = gateway.http, gateway.catalog
+    held = [asyncio.ensure_future(http.get(f"/api/products/held-{i}")) for i in range(LIMIT)]
+
+    async def full() -> bool:
+        return catalog.waiting == LIMIT
+
+    await eventually(full, 20, f"{LIMIT} product pages waiting on the catalog")
+
+    async def health() -> dict[str, Any]:
+        body: dict[str, Any] = (await http.get(f"{gateway.admin_url}/healthz")).json()
+        return body
+
+    # The catalog is at its own limit: it refuses the gateway's health checks.
+    busy_rounds: set[float] = set()
+
+    async def refused_for_several_rounds() -> bool:
+        refused = await http.get("/api/products/extra")
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == str(RETRY_AFTER)
+        assert refused.json()["error"]["code"] == "overloaded"
+        catalog_check = (await health())["dependencies"]["catalog"]
+        if "RESOURCE_EXHAUSTED" in catalog_check["detail"]:
+            busy_rounds.add(catalog_check["checked_at"])
+        # Readiness turns red after 2 failed rounds in a row: wait for more than that.
+        return len(busy_rounds) >= 4
+
+    await eventually(refused_for_several_rounds, 30, "4 health rounds refused by the full catalog")
+
+    body = await health()
+    assert body["ready"] is True, body
+    assert body["dependencies"]["catalog"]["status"] == "up", body
+    assert {name: b["state"] for name, b in body["breakers"].items()} == {
+        "catalog": "closed",
+        "recommendations": "closed",
+        "orders": "closed",
+    }, body
+    readyz = await http.get(f"{gateway.admin_url}/readyz")
+    assert readyz.status_code == 200, readyz.text
+    assert catalog.waiting == LIMIT, "a refused request must not reach the catalog"
+
+    catalog.release.set()
+    pages = await asyncio.gather(*held)
+    assert [page.status_code for page in pages] == [200] * LIMIT

@@ -4,22 +4,29 @@ A real kit server (``build_server`` with ``max_concurrent_rpcs``) on a
 loopback port, its handler held open by the test, and the kit's client: the
 call beyond the limit is refused with RESOURCE_EXHAUSTED before the handler
 runs, the caller gets Unavailable, and the breaker stays closed (the callee
-is up, just full). No timing is asserted.
+is up, just full). A downstream too busy to answer its health check while it
+answers calls stays up, and a timeout caused by the caller's own blocked
+event loop does not count against the breaker. No timing is asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
 from emporium_platform.pytest_plugin import eventually
+from grpc_health.v1._async import HealthServicer
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.kit import errors
 from emporium.kit.config import Downstream
 from emporium.kit.grpc import DownstreamClient, build_server, set_serving
+from emporium.kit.grpc import client as client_module
+from emporium.kit.health import HealthRegistry
 from emporium.kit.logging import AccessLogSampler
 
 pytestmark = pytest.mark.unit
@@ -126,6 +133,111 @@ async def test_a_shed_call_is_unavailable_to_the_caller_and_does_not_open_the_br
         assert catalog.started == 2, "a shed call is not retried into the full server"
         catalog.release.set()
         await asyncio.gather(*held)
+    finally:
+        await client.close()
+
+
+# --- busy is not down: health checks and timeouts --------------------------------------
+
+
+class SilentHealth(HealthServicer):
+    """A health service that never answers Check (a downstream too busy to answer it)."""
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await asyncio.Event().wait()
+
+
+class SlowCatalog(catalog_pb2_grpc.CatalogServiceServicer):
+    """Answers GetProduct at once, except ids starting with ``slow``: those take a minute."""
+
+    async def GetProduct(
+        self, request: catalog_pb2.GetProductRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetProductResponse:
+        if request.product_id.startswith("slow"):
+            await asyncio.sleep(60)
+        return catalog_pb2.GetProductResponse(
+            product=catalog_pb2.Product(product_id=request.product_id)
+        )
+
+
+@pytest.fixture
+async def silent_health_server() -> AsyncIterator[int]:
+    built = build_server(
+        host="127.0.0.1",
+        port=0,
+        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, SlowCatalog())],
+        service_names=[CATALOG],
+        health_servicer=SilentHealth(),
+    )
+    await built.server.start()
+    yield built.port
+    await built.server.stop(None)
+
+
+async def test_a_timed_out_health_check_does_not_mark_down_a_downstream_that_answers_calls(
+    silent_health_server: int,
+) -> None:
+    health = HealthRegistry(check_timeout_seconds=5, fail_threshold=2)
+    client = DownstreamClient(
+        Downstream(name="catalog-busy", addr=f"127.0.0.1:{silent_health_server}", timeout_ms=5000),
+        health=health,
+        critical=True,
+    )
+    try:
+        # No call answered yet: a silent health service is a down dependency.
+        for _ in range(2):
+            await health.run_once()
+        status = health.report()[1]["dependencies"]["catalog-busy"]
+        assert status["status"] == "down", status
+        assert "TimeoutError" in status["detail"], status
+        assert not health.ready
+
+        # Calls get answers: the same silent health check no longer says down.
+        stub = catalog_pb2_grpc.CatalogServiceStub(client.channel)
+        reply = await client.call(
+            stub.GetProduct, catalog_pb2.GetProductRequest(product_id="p-1"), idempotent=True
+        )
+        assert reply.product.product_id == "p-1"
+        for _ in range(3):
+            await health.run_once()
+        status = health.report()[1]["dependencies"]["catalog-busy"]
+        assert status["status"] == "up", status
+        assert "calls were answered" in status["detail"], status
+        assert health.ready
+    finally:
+        await client.close()
+
+
+async def test_a_timeout_the_callers_own_busy_loop_caused_does_not_count_against_the_breaker(
+    silent_health_server: int,
+) -> None:
+    client = DownstreamClient(
+        Downstream(name="catalog-slow", addr=f"127.0.0.1:{silent_health_server}", timeout_ms=50),
+        max_retries=0,
+    )
+    stub = catalog_pb2_grpc.CatalogServiceStub(client.channel)
+
+    async def slow_call() -> None:
+        with pytest.raises(errors.DeadlineExceeded):
+            await client.call(
+                stub.GetProduct, catalog_pb2.GetProductRequest(product_id="slow"), idempotent=True
+            )
+
+    try:
+        await client.call(  # connected
+            stub.GetProduct, catalog_pb2.GetProductRequest(product_id="p-1"), idempotent=True
+        )
+        # The downstream is slow and this process is not: the timeout counts.
+        await slow_call()
+        assert client.breaker.fail_counter == 1
+
+        # This process's loop is blocked past the deadline (as a saturated loop is):
+        # the expiry is handled late, so it says nothing about the downstream.
+        call = asyncio.ensure_future(slow_call())
+        await asyncio.sleep(0)  # the call is on the wire
+        time.sleep(0.2 + client_module.CALLER_LAG_TOLERANCE_SECONDS)  # noqa: ASYNC251 (a saturated loop)
+        await call
+        assert client.breaker.fail_counter == 1
     finally:
         await client.close()
 

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from emporium.catalog.domain import StockLedger
+from emporium.contracts import manifest
 from emporium.contracts.events import order_status_changed_violations
 from emporium.events.v1 import order_events_pb2
 from emporium.kit.errors import describe_violations
@@ -24,7 +25,8 @@ from emporium.orders.v1 import orders_pb2
 
 log = logging.getLogger(__name__)
 
-ORDER_STATUS_CHANGED_TOPIC = "orders.order-status-changed.v1"
+# The topic name comes from the system manifest (docs/manifest.md).
+ORDER_STATUS_CHANGED_TOPIC = manifest.system().topic("order-status-changed").name
 
 #: Opens a stock ledger for one order on a connection already in a transaction.
 LedgerOn = Callable[[Any, str], AbstractAsyncContextManager[StockLedger]]

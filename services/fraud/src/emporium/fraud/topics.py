@@ -1,15 +1,23 @@
-"""The Kafka topics fraud reads from and writes to (docs/configuration.md).
+"""The Kafka topics fraud reads from and writes to, named by the system manifest.
 
-One object instead of module constants so that a test (or a fork running two
-copies side by side) can give the service its own topic names.
+The names come from ``system.toml`` (docs/manifest.md), looked up by topic key
+when a ``Topics`` is built. One object instead of module constants so that a
+test (or a fork running two copies side by side) can give the service its own
+topic names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from emporium.contracts import manifest
+
+
+def _name(key: str) -> str:
+    return manifest.system().topic(key).name
 
 
 @dataclass(frozen=True)
 class Topics:
-    order_placed: str = "orders.order-placed.v1"
-    fraud_decision_made: str = "fraud.decision-made.v1"
+    order_placed: str = field(default_factory=lambda: _name("order-placed"))
+    fraud_decision_made: str = field(default_factory=lambda: _name("fraud-decision-made"))

@@ -32,9 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emporium.gateway import validation
+from emporium.gateway import metrics, validation
 from emporium.gateway.storefront import Storefront
-from emporium.kit import metrics
 from emporium.kit.errors import (
     AlreadyExists,
     DeadlineExceeded,

@@ -11,11 +11,11 @@ while browsing keeps working.
 
 from __future__ import annotations
 
+from emporium.gateway.cache import TTLCache
 from emporium.gateway.grpc_clients import GrpcCatalog, GrpcOrders, GrpcRecommendations
 from emporium.gateway.http_api import build_app
 from emporium.gateway.settings import GatewaySettings
 from emporium.gateway.storefront import Budgets, Storefront
-from emporium.kit.cache import TTLCache
 from emporium.kit.config import downstream, load_settings
 from emporium.kit.service import Service, run_cli
 

@@ -39,7 +39,7 @@ SAFETY_MARGIN_SECONDS = 0.1
 
 
 class ReadCache(Protocol):
-    """The kit's TTLCache, as far as the storefront uses it."""
+    """The gateway's TTLCache (:mod:`emporium.gateway.cache`), as far as the storefront uses it."""
 
     async def get_or_load(self, key: Any, loader: Callable[[], Awaitable[Any]]) -> Any: ...
 

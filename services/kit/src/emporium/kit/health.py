@@ -5,6 +5,11 @@ last results, so they are cheap and a hung dependency cannot hang a probe.
 Readiness uses hysteresis: a critical dependency must fail ``fail_threshold``
 rounds in a row to make the service unready, and pass ``pass_threshold`` rounds
 in a row to make it ready again, so one slow ping does not flap the pod.
+
+A check may come with ``evidence``: asked when the check fails, it may answer
+that the dependency is up anyway (a health check of a busy downstream timed
+out while that downstream keeps answering real calls). Overloaded is not
+down: a busy system must not report itself, or its dependencies, as an outage.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[str | None]]
 #: Extra information for /healthz (breaker states, consumer lag...).
 Info = Callable[[], dict[str, Any]]
+#: Asked when a check failed: a detail when other signs say the dependency is up, else None.
+Evidence = Callable[[BaseException], str | None]
 
 
 @dataclass
@@ -51,6 +58,7 @@ class DependencyStatus:
 class _Registered:
     check: Check
     status: DependencyStatus
+    evidence: Evidence | None = None
 
 
 @dataclass
@@ -67,8 +75,11 @@ class HealthRegistry:
     _started: bool = False
     _listeners: list[Callable[[bool], None]] = field(default_factory=list)
 
-    def add_check(self, name: str, check: Check, *, critical: bool) -> None:
-        self._checks[name] = _Registered(check, DependencyStatus(name, critical))
+    def add_check(
+        self, name: str, check: Check, *, critical: bool, evidence: Evidence | None = None
+    ) -> None:
+        """Registers a check; ``evidence`` may overrule its failures (see the module doc)."""
+        self._checks[name] = _Registered(check, DependencyStatus(name, critical), evidence)
 
     def add_info(self, name: str, info: Info) -> None:
         self._infos[name] = info
@@ -103,7 +114,13 @@ class HealthRegistry:
         status = registered.status
         started = time.perf_counter()
         try:
-            detail = await asyncio.wait_for(registered.check(), self.check_timeout_seconds)
+            try:
+                detail = await asyncio.wait_for(registered.check(), self.check_timeout_seconds)
+            except Exception as error:
+                overruled = registered.evidence(error) if registered.evidence else None
+                if overruled is None:
+                    raise
+                detail = overruled
         except Exception as error:
             status.up = False
             status.consecutive_failures += 1

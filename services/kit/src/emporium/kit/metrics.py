@@ -2,7 +2,9 @@
 
 Names follow Prometheus conventions (base units, ``_total`` counters) with an
 ``emporium_`` prefix so they never collide with exporters' metrics. The
-dashboards and alert rules in charts/ refer to these names only.
+dashboards and alert rules in charts/ refer to these names and to the
+gateway's own (the HTTP edge and its read cache, in
+:mod:`emporium.gateway.metrics`) only.
 """
 
 from __future__ import annotations
@@ -49,22 +51,6 @@ BREAKER_TRANSITIONS = Counter(
     "Circuit breaker state changes per downstream",
     ["downstream", "state"],
 )
-HTTP_REQUESTS = Counter(
-    "emporium_http_requests_total",
-    "HTTP requests served by the edge, by route template and status",
-    ["route", "method", "status"],
-)
-HTTP_DURATION = Histogram(
-    "emporium_http_request_duration_seconds",
-    "HTTP request handling time by route template",
-    ["route", "method"],
-    buckets=LATENCY_BUCKETS,
-)
-DEGRADED_RESPONSES = Counter(
-    "emporium_degraded_responses_total",
-    "Responses served without an optional dependency",
-    ["route", "dependency"],
-)
 KAFKA_CONSUMER_LAG = Gauge(
     "emporium_kafka_consumer_lag",
     "Messages not yet consumed, per topic and partition",
@@ -94,11 +80,6 @@ OUTBOX_PUBLISH_DELAY = Histogram(
     "emporium_outbox_publish_delay_seconds",
     "Time from an outbox row's commit to its publication",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
-)
-CACHE_REQUESTS = Counter(
-    "emporium_cache_requests_total",
-    "Read-cache lookups by result (hit, miss, coalesced)",
-    ["cache", "result"],
 )
 DB_POOL_CONNECTIONS = Gauge(
     "emporium_db_pool_connections",

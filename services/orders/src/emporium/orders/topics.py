@@ -1,16 +1,24 @@
-"""The Kafka topics orders writes to and reads from (docs/configuration.md).
+"""The Kafka topics orders writes to and reads from, named by the system manifest.
 
-One object instead of module constants so that a test (or a fork running two
-copies side by side) can give a service its own topic names.
+The names come from ``system.toml`` (docs/manifest.md), looked up by topic key
+when a ``Topics`` is built. One object instead of module constants so that a
+test (or a fork running two copies side by side) can give a service its own
+topic names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from emporium.contracts import manifest
+
+
+def _name(key: str) -> str:
+    return manifest.system().topic(key).name
 
 
 @dataclass(frozen=True)
 class Topics:
-    order_placed: str = "orders.order-placed.v1"
-    order_status_changed: str = "orders.order-status-changed.v1"
-    fraud_decision_made: str = "fraud.decision-made.v1"
+    order_placed: str = field(default_factory=lambda: _name("order-placed"))
+    order_status_changed: str = field(default_factory=lambda: _name("order-status-changed"))
+    fraud_decision_made: str = field(default_factory=lambda: _name("fraud-decision-made"))

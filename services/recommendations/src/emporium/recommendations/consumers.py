@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from emporium.contracts import manifest
 from emporium.contracts.events import order_placed_violations
 from emporium.events.v1 import order_events_pb2
 from emporium.kit.errors import InvalidArgument, describe_violations
@@ -21,7 +22,8 @@ from emporium.recommendations.domain import CoPurchaseLedger, record_order
 
 log = logging.getLogger(__name__)
 
-ORDER_PLACED_TOPIC = "orders.order-placed.v1"
+# The topic name comes from the system manifest (docs/manifest.md).
+ORDER_PLACED_TOPIC = manifest.system().topic("order-placed").name
 
 
 class OrderPlacedHandler:

@@ -14,6 +14,16 @@ Every call made with :meth:`DownstreamClient.call`:
    let ``NotFound`` or ``InvalidArgument`` (with its field violations) flow
    to its own caller, and degrade on ``Unavailable``/``DeadlineExceeded``.
 
+Overloaded is not down (docs/decisions/overload.md). A downstream that sheds
+(RESOURCE_EXHAUSTED) is up: its refusals do not count against the breaker,
+and its health check answering RESOURCE_EXHAUSTED reports it up and busy. A
+health check that times out while real calls to the downstream keep getting
+answers (within ``ANSWERED_RECENTLY_SECONDS``) does not mark it down either.
+And a call that ran out of time while this process's own event loop was too
+busy to notice (the deadline's expiry was handled more than
+``CALLER_LAG_TOLERANCE_SECONDS`` late) says more about the caller than the
+callee: it does not count against the breaker.
+
 While the breaker is open the client probes the downstream's standard gRPC
 health service every ``PROBE_INTERVAL_SECONDS``; when the breaker opened on
 UNAVAILABLE, the first SERVING answer closes it
@@ -66,6 +76,13 @@ MIN_ATTEMPT_SECONDS = 0.01
 HEALTH_CHECK_TIMEOUT_SECONDS = 0.5
 #: How often an open breaker asks the downstream's health service whether it is back.
 PROBE_INTERVAL_SECONDS = 0.25
+#: A timed-out health check does not mark the downstream down while calls got answers this recently.
+ANSWERED_RECENTLY_SECONDS = 3.0
+#: A deadline expiry handled later than this after it passed means the caller's own
+#: event loop was behind: the timeout does not count against the downstream's breaker.
+CALLER_LAG_TOLERANCE_SECONDS = 0.1
+#: Codes by which the downstream answered, even if with a refusal: it is up.
+ANSWER_CODES = frozenset({*errors.BUSINESS_CODES, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 #: Reconnect quickly after a downstream restarts (the gRPC default backs off to 120 s).
 DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
@@ -163,11 +180,15 @@ class DownstreamClient:
             listeners=[_ProbeWhenOpen(self)],
         )
         self._probe: asyncio.Task[None] | None = None
+        #: When a call last got an answer from the downstream (time.monotonic()).
+        self.answered_at: float | None = None
         if breakers is not None:
             breakers.add(self.breaker)
         self._health_stub = health_pb2_grpc.HealthStub(self.channel)
         if health is not None:
-            health.add_check(self.name, self.check_health, critical=critical)
+            health.add_check(
+                self.name, self.check_health, critical=critical, evidence=self.answering_calls
+            )
 
     async def call(
         self,
@@ -235,8 +256,14 @@ class DownstreamClient:
                 response = await method(request, timeout=left, metadata=metadata)
             except grpc.RpcError as rpc_error:
                 code = rpc_error.code()
+                if code in ANSWER_CODES:
+                    self.answered_at = time.monotonic()
                 if code == grpc.StatusCode.CANCELLED or (
-                    caller_limited and code == grpc.StatusCode.DEADLINE_EXCEEDED
+                    code == grpc.StatusCode.DEADLINE_EXCEEDED
+                    and (
+                        caller_limited
+                        or time.monotonic() - deadline_at > CALLER_LAG_TOLERANCE_SECONDS
+                    )
                 ):
                     admission.release()
                 else:
@@ -263,6 +290,7 @@ class DownstreamClient:
             except BaseException:
                 admission.release()
                 raise
+            self.answered_at = time.monotonic()
             admission.succeeded()
             return response
 
@@ -273,13 +301,31 @@ class DownstreamClient:
                 health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_CHECK_TIMEOUT_SECONDS
             )
         except grpc.RpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                # It answered: up and full (its concurrency limit counts this check too).
+                return f"busy: check refused (RESOURCE_EXHAUSTED), breaker {self.breaker.state}"
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise TimeoutError("no answer within the health check's deadline") from None
             # One line for /healthz instead of the multi-line debug string.
-            raise ConnectionError(f"{error.code().name}: {error.details()}") from None
+            raise ConnectionError(f"{code.name}: {error.details()}") from None
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             raise RuntimeError(f"{self.name} reports {status}")
         self.breaker.downstream_serving()
         return f"{status}, breaker {self.breaker.state}"
+
+    def answering_calls(self, error: BaseException) -> str | None:
+        """Evidence for a timed-out health check: real calls got answers just now."""
+        if not isinstance(error, TimeoutError) or self.answered_at is None:
+            return None
+        age = time.monotonic() - self.answered_at
+        if age > ANSWERED_RECENTLY_SECONDS:
+            return None
+        return (
+            f"busy: the health check timed out, calls were answered {age:.1f}s ago, "
+            f"breaker {self.breaker.state}"
+        )
 
     def _start_probe(self) -> None:
         if self._probe is not None and not self._probe.done():

@@ -123,6 +123,33 @@ def status_for(error: errors.ServiceError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+async def next_unary_handler(
+    continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+    handler_call_details: grpc.HandlerCallDetails,
+) -> tuple[Any, str | None]:
+    """The next handler, and its full method name when it is unary-unary.
+
+    The name is None for a method the server does not know and for streaming
+    methods: server interceptors pass those through unchanged.
+    """
+    handler = await continuation(handler_call_details)
+    if handler is None or handler.request_streaming or handler.response_streaming:
+        return handler, None
+    full_method = handler_call_details.method
+    if isinstance(full_method, bytes):
+        full_method = full_method.decode()
+    return handler, full_method
+
+
+def with_behavior(handler: grpc.RpcMethodHandler, behavior: Behavior) -> grpc.RpcMethodHandler:
+    """A unary-unary handler like ``handler`` (same (de)serializers) running ``behavior``."""
+    return grpc.unary_unary_rpc_method_handler(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def _peer_attributes(peer: str) -> dict[str, str]:
     """``ipv4:127.0.0.1:57284`` -> net.peer.ip and net.peer.port (as the instrumentation)."""
     if peer.startswith("unix:"):
@@ -165,20 +192,13 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
+        handler, full_method = await next_unary_handler(continuation, handler_call_details)
+        if full_method is None:
             return handler
-        full_method = handler_call_details.method
-        if isinstance(full_method, bytes):
-            full_method = full_method.decode()
         cached = self._wrapped.get(full_method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(handler.unary_unary, full_method),  # type: ignore[arg-type]
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        wrapped = with_behavior(handler, self._wrap(handler.unary_unary, full_method))
         self._wrapped[full_method] = (handler, wrapped)
         return wrapped
 
@@ -315,11 +335,11 @@ class DeadlineInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
+        handler, full_method = await next_unary_handler(continuation, handler_call_details)
+        if full_method is None:
             return handler
-        _, method = split_method(handler_call_details.method)
-        behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
+        _, method = split_method(full_method)
+        behavior: Behavior = handler.unary_unary
 
         async def bounded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             left = context.time_remaining()
@@ -330,11 +350,7 @@ class DeadlineInterceptor(grpc.aio.ServerInterceptor):
             with deadlines.deadline_scope(left):
                 return await behavior(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            bounded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return with_behavior(handler, bounded)
 
 
 def server_interceptors(

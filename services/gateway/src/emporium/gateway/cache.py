@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from emporium.kit import metrics
+from emporium.gateway import metrics
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from emporium.kit.cache import TTLCache
+from emporium.gateway.cache import TTLCache
 
 pytestmark = pytest.mark.unit
 
