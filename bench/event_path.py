@@ -93,7 +93,8 @@ class Scratch:
 
     async def topic(self, name: str, partitions: int = 3) -> str:
         topic = f"bench.{name}.{uuid.uuid4().hex[:8]}"
-        created = self._admin().create_topics(
+        admin = self._admin()  # kept until the futures resolve
+        created = admin.create_topics(
             [
                 NewTopic(t, num_partitions=p, replication_factor=1)
                 for t, p in ((topic, partitions), (topic + ".dlq", 1))
@@ -107,7 +108,8 @@ class Scratch:
 
     async def __aexit__(self, *_: Any) -> None:
         with contextlib.suppress(Exception):
-            for future in self._admin().delete_topics(self.topics).values():
+            admin = self._admin()
+            for future in admin.delete_topics(self.topics).values():
                 await asyncio.wrap_future(future)
         async with await psycopg.AsyncConnection.connect(self.admin_dsn, autocommit=True) as a:
             await a.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')

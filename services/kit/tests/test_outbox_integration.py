@@ -542,7 +542,9 @@ async def test_relay_keeps_rows_with_capped_backoff_while_kafka_is_unreachable(
     try:
         for seq in range(5):
             await place(state_pool, topic, f"order-{seq % 2}", seq)
-        await asyncio.sleep(4)
+        # An attempt takes the 1 s delivery timeout (librdkafka checks it about
+        # once a second) plus the backoff: at least two within 6 s.
+        await asyncio.sleep(6)
         info = relay.info()
         attempts = await state_pool.fetchval("SELECT max(attempts) FROM outbox")
         assert await unpublished(state_pool) == 5
