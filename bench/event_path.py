@@ -217,7 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("what", choices=["relay", "consumer"])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=100, help="relay batch size")
+    parser.add_argument("--batch-size", type=int, default=500, help="relay batch size")
     args = parser.parse_args()
     print("$ uv run python bench/event_path.py " + shlex.join(sys.argv[1:]))
     if args.what == "relay":

@@ -26,6 +26,7 @@ from emporium_platform.pytest_plugin import (
     service_env,
 )
 
+from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, ServiceSettings, parse_settings
 from emporium.kit.db import Database, UnitOfWork
 from emporium.kit.health import HealthRegistry
@@ -35,6 +36,7 @@ from emporium.kit.kafka import (
     IdempotentConsumer,
     PoisonMessage,
 )
+from emporium.kit.outbox import enqueue
 from emporium.kit.service import Service
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -174,6 +176,47 @@ async def test_a_batch_commits_together_and_a_poison_message_does_not_hold_it_ba
         "SELECT count(DISTINCT txid) FROM effect_transactions"
     )
     assert transactions < 30, f"{transactions} transactions for 59 events"
+
+
+async def test_outbox_rows_enqueued_by_a_batch_are_written_in_order_and_a_reused_id_is_set_apart(
+    kafka_settings: KafkaSettings,
+    effects_pool: Database,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+) -> None:
+    """Handlers that enqueue events in a batch: one outbox statement, the order kept.
+
+    The third event enqueues an event id the first one already used: the
+    outbox refuses it, the batch is undone and applied again isolated; the
+    other events and their outbox rows commit, the third goes to the DLQ.
+    """
+    topic = await topic_factory("outbox-batch", partitions=1)
+
+    async def emit(event: ConsumedEvent, conn: UnitOfWork) -> None:
+        await record_effect(event, conn)
+        reused = event.value == b"reuse"
+        await enqueue(
+            conn,
+            topic="downstream",
+            key="k",
+            message=OrderPlaced(order_id=event.event_id),
+            event_id="out-b0" if reused else f"out-{event.event_id}",
+        )
+
+    for i in range(6):
+        value = b"reuse" if i == 3 else b"x"
+        await producer.send(topic, "k", value, {"event-id": f"b{i}"})
+    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: emit}, max_attempts=1)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _counted(consumer, processed=5, dead_lettered=1))
+    finally:
+        await consumer.stop()
+        await task
+
+    rows = await effects_pool.fetch("SELECT event_id FROM outbox ORDER BY id")
+    assert [r["event_id"] for r in rows] == ["out-b0", "out-b1", "out-b2", "out-b4", "out-b5"]
+    assert sorted(e for e, _ in await effects(effects_pool)) == ["b0", "b1", "b2", "b4", "b5"]
 
 
 async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(

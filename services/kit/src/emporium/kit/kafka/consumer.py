@@ -61,7 +61,7 @@ from confluent_kafka import Message as KafkaMessage
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from emporium.kit import metrics
+from emporium.kit import metrics, outbox
 from emporium.kit.config import KafkaSettings
 from emporium.kit.db import Database, UnitOfWork, is_connection_error, is_retryable
 from emporium.kit.health import HealthRegistry
@@ -467,28 +467,36 @@ class IdempotentConsumer:
         started = time.perf_counter()
         applied: list[tuple[ConsumedEvent, str, trace.Span]] = []
         failed: tuple[int, BaseException] | None = None
+        flush_failed = False
         try:
             async with self._db.unit_of_work() as uow:
                 claimed = await self._ledger.claim_many(uow, events)
-                for index, event in enumerate(events):
-                    if self._stopping.is_set():
-                        # stop() lets the event in hand finish; the rest is
-                        # redelivered, so their claims are withdrawn.
-                        await self._ledger.release(uow, claimed)
-                        break
-                    span = self._start_span(event)
-                    applied.append((event, "duplicate", span))
-                    if event.event_id not in claimed:
-                        continue
-                    claimed.discard(event.event_id)  # a second copy in this poll is a duplicate
-                    try:
-                        with trace.use_span(span, end_on_exit=False):
-                            await self._handlers[event.topic](event, uow)
-                    except Exception as error:
-                        if not is_connection_error(error):
-                            failed = (index, error)
-                        raise
-                    applied[-1] = (event, "processed", span)
+                # Outbox rows the handlers enqueue are written with one statement.
+                with outbox.collecting(uow) as rows:
+                    for index, event in enumerate(events):
+                        if self._stopping.is_set():
+                            # stop() lets the event in hand finish; the rest is
+                            # redelivered, so their claims are withdrawn.
+                            await self._ledger.release(uow, claimed)
+                            break
+                        span = self._start_span(event)
+                        applied.append((event, "duplicate", span))
+                        if event.event_id not in claimed:
+                            continue
+                        claimed.discard(event.event_id)  # a second copy in this poll is one
+                        try:
+                            with trace.use_span(span, end_on_exit=False):
+                                await self._handlers[event.topic](event, uow)
+                        except Exception as error:
+                            if not is_connection_error(error):
+                                failed = (index, error)
+                            raise
+                        applied[-1] = (event, "processed", span)
+                try:
+                    await outbox.write_collected(uow, rows)
+                except Exception as error:
+                    flush_failed = not is_connection_error(error)
+                    raise
         except Exception as error:
             for _, _, span in applied:
                 span.record_exception(error)
@@ -496,6 +504,9 @@ class IdempotentConsumer:
             if failed is not None:
                 # The failing event's attempt counts; the others run again, isolated.
                 return await self._apply_isolating(events, {failed[0]: failed[1]})
+            if flush_failed:
+                # An outbox row was refused (a reused event id): find its event.
+                return await self._apply_isolating(events)
             log.warning(
                 "batch transaction failed; applying its events one by one",
                 extra={"group": self.group_id, "error": f"{type(error).__name__}: {error}"},
