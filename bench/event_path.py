@@ -158,6 +158,38 @@ async def bench_relay(events: int, batch_size: int) -> None:
     print(f"relay: {events / took:,.0f} events/s (batch size {batch_size})")
 
 
+class _Discard:
+    """A span exporter that drops what it is given (the cost measured is making spans)."""
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None: ...
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def trace_everything(queries: bool) -> None:
+    """The services' tracing (SDK provider, batch processor, every trace sampled).
+
+    Spans are made and handed to the batch processor as in a service whose
+    exporter is configured; the exporter here drops them.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from emporium.kit.db import set_query_tracing
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Discard()))  # type: ignore[arg-type]
+    trace.set_tracer_provider(provider)
+    set_query_tracing(queries)
+
+
 async def bench_consumer(events: int) -> None:
     async with Scratch() as scratch:
         await migrate(scratch.url, FRAUD_MIGRATIONS)
@@ -218,7 +250,15 @@ def main() -> None:
     parser.add_argument("what", choices=["relay", "consumer"])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=500, help="relay batch size")
+    parser.add_argument(
+        "--trace",
+        choices=["off", "spans", "spans+queries"],
+        default="off",
+        help="record spans as a traced service does (spans+queries: DATABASE_TRACE_QUERIES=true)",
+    )
     args = parser.parse_args()
+    if args.trace != "off":
+        trace_everything(queries=args.trace == "spans+queries")
     print("$ uv run python bench/event_path.py " + shlex.join(sys.argv[1:]))
     if args.what == "relay":
         asyncio.run(bench_relay(args.events, args.batch_size))
