@@ -133,7 +133,10 @@ def test_postgres_with_cloudnative_pg_gives_each_service_its_own_cluster_and_log
         assert initdb["secret"]["name"] == f"{initdb['owner']}-db-owner"
     for service, url in urls.items():
         assert url.startswith(f"postgresql://{service}:mock-password-postgres-{service}-password@")
-        assert url.endswith(f"{service}-db-rw.emporium-dev-data.svc.cluster.local:5432/{service}")
+        assert url.endswith(
+            f"@{service}-db-rw.emporium-dev-data.svc.cluster.local:5432/{service}"
+            f"?sslmode=verify-full&sslrootcert={contract.POSTGRES_CA_FILE}"
+        )
     owners = [s for s in run.of_type(policies.SECRET) if s.inputs["type"] == "kubernetes.io/basic-auth"]
     assert len(owners) == len(contract.DATA_SERVICES)
 
@@ -258,3 +261,37 @@ def test_eks_cluster_sizes_its_node_group_from_the_settings():
 def test_settings_reject_what_the_program_cannot_use(values, message):
     with pytest.raises(SettingsError, match=message):
         StackSettings.from_config(values)
+
+
+@pytest.mark.parametrize("install_operators", [True, False])
+def test_certificates_make_the_environment_ca_and_its_bundle(install_operators):
+    from emporium.infra.components.certificates import Certificates, CertificatesArgs
+
+    settings = _dev(install_operators=install_operators)
+
+    def program():
+        Certificates("certificates", CertificatesArgs(settings), _on(_provider()))
+
+    run = testing.run(program)
+    _all_on_the_given_provider(run)
+    releases = {r.inputs["name"]: r.inputs for r in run.of_type(policies.HELM_RELEASE)}
+    if install_operators:
+        assert sorted(releases) == ["cert-manager", "trust-manager"]
+        assert {r["namespace"] for r in releases.values()} == {model.CERT_MANAGER_NAMESPACE}
+        assert releases["cert-manager"]["values"]["crds"] == {"enabled": True, "keep": True}
+    else:
+        # Installed by whoever installs the operators; the CA is still this stack's.
+        assert releases == {}
+    kinds = sorted(
+        (r.inputs["kind"], r.get("metadata.name"))
+        for kind in ("Bundle", "Certificate", "ClusterIssuer")
+        for r in run.custom(kind)
+    )
+    assert kinds == sorted(
+        [
+            ("Bundle", "emporium-dev-ca-bundle"),
+            ("Certificate", "emporium-dev-ca"),
+            ("ClusterIssuer", "emporium-dev-ca"),
+            ("ClusterIssuer", "emporium-dev-selfsigned"),
+        ]
+    )
