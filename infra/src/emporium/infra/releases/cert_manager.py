@@ -19,6 +19,8 @@ def release() -> ReleaseSpec:
             "resources": resources("50m", "128Mi", "500m"),
             "webhook": {"resources": resources("20m", "64Mi", "200m")},
             "cainjector": {"resources": resources("20m", "128Mi", "200m")},
+            # The post-install Job that waits for the API to answer.
+            "startupapicheck": {"resources": resources("10m", "64Mi", "100m")},
         },
         "tls",
     )
