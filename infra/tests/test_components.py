@@ -295,3 +295,26 @@ def test_certificates_make_the_environment_ca_and_its_bundle(install_operators):
             ("ClusterIssuer", "emporium-dev-selfsigned"),
         ]
     )
+
+
+def test_only_the_servers_this_stack_runs_get_the_environment_ca():
+    from emporium.infra import chart_values, releases
+
+    external = ExternalKafka(bootstrap_servers="b-1.msk.example:9096")
+    managed_kafka = _dev(kafka=KafkaSettings(mode="external", external=external))
+    overlay = chart_values.chart_values(managed_kafka)
+    # The managed Kafka's CA is the operator's to name (docs/deploy.md); PostgreSQL still runs here.
+    assert "kafkaCa" not in overlay["platform"]
+    assert overlay["platform"]["postgresCa"]["configMapName"] == model.ca_bundle("dev")
+    assert "kafka" not in overlay["networkPolicy"]
+    assert model.uses_platform_ca(managed_kafka)
+
+    both_managed = _dev(
+        kafka=KafkaSettings(mode="external", external=external),
+        postgres=PostgresSettings(mode="external"),
+    )
+    assert not model.uses_platform_ca(both_managed)
+    assert releases.operator_releases(both_managed) == []
+    overlay = chart_values.chart_values(both_managed)
+    assert set(overlay["platform"]) == {"configMapName"}
+    assert model.CERT_MANAGER_NAMESPACE not in model.platform_namespaces(both_managed)
