@@ -18,6 +18,7 @@ The tests of this module run in order and share one stack.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -34,7 +35,7 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from emporium.infra import automation, chart_values, contract, model, versions
+from emporium.infra import automation, chart_values, contract, model, settings, versions
 
 from .conftest import ROOT, Tools
 from .kube import Kube, install_crds, load_documents, secret_data
@@ -290,6 +291,88 @@ def test_up_creates_the_tls_certificates_the_ca_bundle_and_the_backups(dev: Depl
         )
         assert "sslmode=verify-full" in data["DATABASE_URL"]
         assert f"sslrootcert={contract.POSTGRES_CA_FILE}" in data["DATABASE_URL"]
+
+
+def _missing(sent: Any, stored: Any, path: str = "spec") -> list[str]:
+    """Where ``stored`` lacks or changed what was ``sent`` (the server may add defaults)."""
+    if isinstance(sent, dict):
+        if not isinstance(stored, dict):
+            return [path]
+        return [m for k, v in sent.items() for m in _missing(v, stored.get(k), f"{path}.{k}")]
+    if isinstance(sent, list):
+        if not isinstance(stored, list) or len(stored) != len(sent):
+            return [path]
+        return [
+            m
+            for i, (a, b) in enumerate(zip(sent, stored, strict=True))
+            for m in _missing(a, b, f"{path}[{i}]")
+        ]
+    return [] if sent == stored else [f"{path}: sent {sent!r}, stored {stored!r}"]
+
+
+def test_the_api_server_kept_every_field_of_every_custom_resource(dev: Deployed, kube: Kube) -> None:
+    """A field a CRD does not declare is pruned on write, silently: every field
+    the model sends must come back, so a misspelt or misplaced one fails here."""
+    stack = settings.StackSettings.from_stack_file(settings.stack_file(STACK))
+    postgres = dataclasses.replace(
+        stack.postgres,
+        backup=settings.BackupSettings(
+            destination_path=BACKUP["destinationPath"], retention=BACKUP["retention"]
+        ),
+    )
+    specs: list[model.ResourceSpec] = [
+        *model.certificate_authority(STACK),
+        model.kafka_listener_certificate(STACK),
+        model.ResourceSpec(
+            "kafka.strimzi.io/v1",
+            "Kafka",
+            model.KAFKA_CLUSTER,
+            DATA_NS,
+            model.kafka_cluster_spec(stack.kafka),
+        ),
+        *(
+            model.ResourceSpec("kafka.strimzi.io/v1", "KafkaNodePool", name, DATA_NS, spec)
+            for name, spec in model.kafka_node_pools(stack.kafka).items()
+        ),
+        *(
+            model.ResourceSpec("kafka.strimzi.io/v1", "KafkaUser", s, DATA_NS, model.kafka_user_spec(s))
+            for s in contract.DATA_SERVICES
+        ),
+        model.ResourceSpec(
+            model.BARMAN_CLOUD_API,
+            "ObjectStore",
+            model.BACKUP_OBJECT_STORE,
+            DATA_NS,
+            model.backup_object_store_spec(postgres) or {},
+        ),
+    ]
+    for service in contract.DATA_SERVICES:
+        cluster = model.postgres_cluster_name(service)
+        specs += [
+            model.postgres_server_certificate(STACK, service),
+            model.ResourceSpec(
+                "postgresql.cnpg.io/v1",
+                "Cluster",
+                cluster,
+                DATA_NS,
+                model.postgres_cluster_spec(service, postgres),
+            ),
+            model.ResourceSpec(
+                "postgresql.cnpg.io/v1",
+                "ScheduledBackup",
+                f"{cluster}-daily",
+                DATA_NS,
+                model.postgres_scheduled_backup_spec(service, postgres) or {},
+            ),
+        ]
+    pruned: dict[str, list[str]] = {}
+    for spec in specs:
+        where = f"namespaces/{spec.namespace}/" if spec.namespace else ""
+        stored = kube.get(f"/apis/{spec.api_version}/{where}{spec.kind.lower()}s/{spec.name}")
+        if missing := _missing(spec.spec, stored["spec"]):
+            pruned[f"{spec.kind}/{spec.name}"] = missing
+    assert pruned == {}
+    assert len(specs) > 20
 
 
 def test_a_second_up_changes_nothing(dev: Deployed, kube: Kube) -> None:
