@@ -685,3 +685,32 @@ async def test_concurrent_product_pages_share_one_catalog_load(
     responses = await asyncio.gather(*(http.get("/api/products/p4") for _ in range(20)))
     assert all(r.status_code == 200 for r in responses)
     assert fakes.catalog.requested.count("p4") == 1
+
+
+async def test_a_refusal_beyond_the_limit_is_counted_but_not_traced(
+    make_storefront: Callable[..., Storefront], fakes: Fakes
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = build_app(
+        make_storefront(),
+        tracer_provider=provider,
+        max_concurrent_requests=1,
+        retry_after_seconds=7,
+    )
+    fakes.catalog.behaviour.delay = 0.2  # the first page holds the only slot
+    refused_label = {"route": "unmatched", "method": "GET", "status": "503"}
+    before = metric("emporium_http_requests_total", refused_label)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
+    ) as client:
+        first, *others = await asyncio.gather(
+            *(client.get(f"/api/products/p{i}") for i in (1, 2, 3))
+        )
+    assert first.status_code == 200
+    assert [r.status_code for r in others] == [503, 503]
+    assert all(r.headers["retry-after"] == "7" for r in others)
+    assert all(r.json()["error"]["code"] == "overloaded" for r in others)
+    assert metric("emporium_http_requests_total", refused_label) == before + 2
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET /api/products/{product_id}"]

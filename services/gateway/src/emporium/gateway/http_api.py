@@ -3,12 +3,12 @@
 Routes are thin: validate the request (:mod:`emporium.gateway.validation`),
 call the storefront, render JSON. Errors are the kit's errors, rendered once,
 here, as ``{"error": {"code", "message", "fields"}}`` with the matching
-status. Two middlewares wrap the routes: :class:`RequestTelemetry` (one
-server span per request named after the route template, RED metrics per route
-template and the JSON access log: failures and slow requests always,
-successes sampled) and :class:`LoadShedder` (at most
-``max_concurrent_requests`` requests at once; beyond that, an immediate 503
-with ``Retry-After`` instead of a queue).
+status. Two middlewares wrap the routes: :class:`LoadShedder` outermost (at
+most ``max_concurrent_requests`` requests at once; beyond that, an immediate
+503 with ``Retry-After`` instead of a queue) and :class:`RequestTelemetry`
+(one server span per request named after the route template, RED metrics per
+route template and the JSON access log: failures and slow requests always,
+successes sampled).
 """
 
 from __future__ import annotations
@@ -263,9 +263,12 @@ def build_app(
         Route("/api/orders/{order_id}", json_errors(get_order), methods=["GET"]),
     ]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
-    if max_concurrent_requests is not None:
-        app = LoadShedder(app, max_concurrent_requests, retry_after_seconds)
-    return RequestTelemetry(app, access_log or AccessLogSampler(rate=1.0), tracer_provider)
+    telemetry = RequestTelemetry(app, access_log or AccessLogSampler(rate=1.0), tracer_provider)
+    if max_concurrent_requests is None:
+        return telemetry
+    return LoadShedder(
+        telemetry, max_concurrent_requests, retry_after_seconds, on_refused=telemetry.record
+    )
 
 
 async def _http_exception(request: Request, error: Exception) -> Response:
@@ -312,16 +315,25 @@ class LoadShedder:
     No queue: a request the gateway cannot start now would wait behind the
     ones in flight and likely miss its budget (PRODUCT_PAGE_BUDGET_MS), so it
     is refused while refusing is cheap, and the client comes back after
-    ``Retry-After`` seconds. The refusal is counted (route ``unmatched``,
-    status 503) and traced like any request; its access line is sampled like
-    a success, so an overload does not also flood the log.
+    ``Retry-After`` seconds. It sits outside the telemetry middleware: the
+    refusal is counted (route ``unmatched``, status 503) and its access line
+    sampled like a success (``on_refused``), but it gets no span. Under
+    overload a span per refusal, exported, would cost more than the refusal
+    and take that CPU from the requests being served.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, retry_after_seconds: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        retry_after_seconds: int,
+        on_refused: Callable[[Scope, int, float], None] | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.app = app
         self.limit = limit
+        self.on_refused = on_refused
         self.in_flight = 0
         self._body = (
             b'{"error":{"code":"overloaded","message":"the shop is busy right now; '
@@ -339,9 +351,12 @@ class LoadShedder:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
+            started = time.perf_counter()
             scope[SHED_SCOPE_KEY] = True
             await send({"type": "http.response.start", "status": 503, "headers": self._headers})
             await send({"type": "http.response.body", "body": self._body})
+            if self.on_refused is not None:
+                self.on_refused(scope, 503, time.perf_counter() - started)
             return
         self.in_flight += 1
         try:
@@ -445,9 +460,17 @@ class RequestTelemetry:
                 span.set_attribute("http.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
-                metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-                metrics.HTTP_DURATION.labels(route, method).observe(duration)
-                self._log(scope, route, status, duration)
+                self._count(scope, route, method, status, duration)
+
+    def record(self, scope: Scope, status: int, duration: float) -> None:
+        """Metrics and access line of a request answered without a span (a refusal)."""
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        self._count(scope, "unmatched", method, status, duration)
+
+    def _count(self, scope: Scope, route: str, method: str, status: int, duration: float) -> None:
+        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.HTTP_DURATION.labels(route, method).observe(duration)
+        self._log(scope, route, status, duration)
 
     def _log(self, scope: Scope, route: str, status: int, duration: float) -> None:
         extra: dict[str, Any] = {}
