@@ -19,12 +19,6 @@ from typing import Any
 import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from emporium_platform.pytest_plugin import (
-    RunningService,
-    open_database,
-    refuse_connections,
-    service_env,
-)
 
 from emporium.kit.config import KafkaSettings, ServiceSettings, parse_settings
 from emporium.kit.db import Database, UnitOfWork
@@ -36,6 +30,12 @@ from emporium.kit.kafka import (
     PoisonMessage,
 )
 from emporium.kit.service import Service
+from emporium.testing.pytest_plugin import (
+    RunningService,
+    open_database,
+    refuse_connections,
+    service_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
