@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from emporium.infra import contract, model, passwords, policies, testing, versions
+from emporium.infra import contract, model, passwords, policies, versions
+
+from . import harness
 
 pytestmark = pytest.mark.unit
 
 STACKS = ["dev", "staging", "prod"]
 
 
-def _crs(run: testing.Run, kind: str) -> list[testing.Registered]:
+def _crs(run: harness.Run, kind: str) -> list[harness.Registered]:
     return run.custom(kind)
 
 
-def _by_name(resources: list[testing.Registered]) -> dict[str, testing.Registered]:
+def _by_name(resources: list[harness.Registered]) -> dict[str, harness.Registered]:
     return {r.get("metadata.name"): r for r in resources}
 
 
@@ -136,7 +138,7 @@ def test_each_kafka_user_may_do_exactly_what_its_service_does(stack_runs, stack)
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_topics_and_dead_letter_twins_exist_with_the_stack_sizing(stack_runs, stack):
-    settings = testing.settings_for(stack)
+    settings = harness.settings_for(stack)
     topics = _by_name(_crs(stack_runs[stack], "KafkaTopic"))
     assert sorted(topics) == sorted(contract.all_topics())
     for name, topic in topics.items():
@@ -209,7 +211,7 @@ def test_prod_runs_three_postgres_instances_per_service_with_pdbs_and_backups(st
     assert releases["otel-collector"]["podDisruptionBudget"]["enabled"] is True
 
 
-def _by_name_release(run: testing.Run) -> dict[str, dict]:
+def _by_name_release(run: harness.Run) -> dict[str, dict]:
     return {r.inputs["name"]: r.inputs["values"] for r in run.of_type(policies.HELM_RELEASE)}
 
 
