@@ -16,7 +16,8 @@ import pytest
 
 from emporium.catalog.domain import Catalog
 from emporium.catalog.grpc_api import SERVICE_NAME, CatalogServicer
-from emporium.catalog.repository import MIGRATIONS_DIR, PostgresCatalogRepository
+from emporium.catalog.main import MIGRATIONS_DIR
+from emporium.catalog.repository import PostgresCatalogRepository
 from emporium.catalog.v1 import catalog_pb2_grpc
 from emporium.kit.grpc import build_server
 from emporium.testing.pytest_plugin import open_database
