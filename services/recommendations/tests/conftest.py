@@ -17,10 +17,8 @@ import pytest
 from emporium.kit.grpc import build_server
 from emporium.recommendations.domain import Recommendations
 from emporium.recommendations.grpc_api import SERVICE_NAME, RecommendationServicer
-from emporium.recommendations.repository import (
-    MIGRATIONS_DIR,
-    PostgresRecommendationRepository,
-)
+from emporium.recommendations.main import MIGRATIONS_DIR
+from emporium.recommendations.repository import PostgresRecommendationRepository
 from emporium.recommendations.v1 import recommendations_pb2_grpc
 from emporium.testing.pytest_plugin import open_database
 
