@@ -5,7 +5,7 @@ integration, e2e, cluster), so a run can be chosen by cost and nothing
 slips through unclassified.
 
 The local platform's fixtures for its real servers (throwaway databases and
-topics, ...) come from one plugin, scripts/emporium_platform/pytest_plugin.py.
+topics, ...) come from one plugin, testing/src/emporium/testing/pytest_plugin.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 # Appended, not prepended: nothing in scripts/ may shadow an installed module.
 sys.path.append(str(Path(__file__).resolve().parent / "scripts"))
 
-pytest_plugins = ["emporium_platform.pytest_plugin"]
+pytest_plugins = ["emporium.testing.pytest_plugin"]
 
 KINDS = ("unit", "integration", "e2e", "cluster")
 

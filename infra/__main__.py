@@ -3,7 +3,8 @@ components, export what the chart needs (docs/infrastructure.md)."""
 
 import pulumi
 
-from emporium.infra import chart_values, contract
+from emporium.infra import chart_values, contract, model
+from emporium.infra.components.certificates import Certificates, CertificatesArgs
 from emporium.infra.components.application import ApplicationEnvironment, ApplicationEnvironmentArgs
 from emporium.infra.components.cluster import Cluster, ClusterArgs
 from emporium.infra.components.data_namespace import DataNamespace, DataNamespaceArgs
@@ -21,12 +22,20 @@ cluster = Cluster("cluster", ClusterArgs.from_settings(settings))
 on_cluster = pulumi.ResourceOptions(providers={"kubernetes": cluster.provider})
 needs_data_namespace = settings.kafka.mode == "strimzi" or settings.postgres.mode == "cnpg"
 data = DataNamespace("data", DataNamespaceArgs(env), on_cluster) if needs_data_namespace else None
+# The environment's CA, for the TLS servers this stack runs (Strimzi, CloudNativePG).
+certificates = (
+    Certificates("certificates", CertificatesArgs(settings), on_cluster)
+    if model.uses_platform_ca(settings)
+    else None
+)
+tls_issuer = certificates.issuer if certificates else None
 kafka = Kafka(
     "kafka",
     KafkaArgs.from_settings(
         settings,
         data_namespace=data.namespace if data else None,
         external_credentials=config.get_secret_object("externalKafkaCredentials"),
+        tls_issuer=tls_issuer,
     ),
     on_cluster,
 )
@@ -36,6 +45,7 @@ postgres = Postgres(
         settings,
         data_namespace=data.namespace if data else None,
         external_urls=config.get_secret_object("externalDatabaseUrls"),
+        tls_issuer=tls_issuer,
     ),
     on_cluster,
 )

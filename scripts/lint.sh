@@ -7,14 +7,14 @@ cd "$root"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "ruff"
-uv run --frozen ruff check services tests scripts bench
-uv run --frozen ruff format --check services tests scripts bench
+uv run --frozen ruff check services testing tests scripts bench
+uv run --frozen ruff format --check services testing tests scripts bench
 
 step "mypy"
 # Every member's code; of contracts only the hand-written part (the rest is generated).
 members=()
 for src in services/*/src; do [[ "$src" == services/contracts/src ]] || members+=("$src"); done
-uv run --frozen mypy "${members[@]}" services/contracts/src/emporium/contracts
+uv run --frozen mypy "${members[@]}" testing/src services/contracts/src/emporium/contracts
 
 step "buf lint and breaking (FILE level, against ${BUF_AGAINST:=main})"
 [[ -x .cache/bin/buf ]] || { echo "lint: buf is not installed: run make setup" >&2; exit 1; }

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "  uv lock && uv sync                  # the renamed distributions\n"
         "  uv run scripts/protos.sh            # the generated code of the renamed protos\n"
         "  (cd infra && uv lock && uv sync)    # the infrastructure project\n"
-        "  uv run ruff check --select I --fix services tests scripts bench infra\n"
+        "  uv run ruff check --select I --fix services testing tests scripts bench infra\n"
         "                                      # imports sort by the new name\n"
         "  git add -A && git commit            # one commit for the rename\n"
         "  BUF_AGAINST=HEAD scripts/lint.sh    # every proto package changed name on purpose\n"

@@ -4,7 +4,7 @@
 # Each stage prints its duration; the first failing stage fails the run.
 set -euo pipefail
 # Integration tests that cannot reach PostgreSQL or Kafka fail instead of
-# skipping (scripts/emporium_platform/pytest_plugin.py): a run here never
+# skipping (testing/src/emporium/testing/pytest_plugin.py): a run here never
 # passes with them silently skipped.
 export EMPORIUM_REQUIRE_PLATFORM=1
 root=$(cd "$(dirname "$0")/.." && pwd)

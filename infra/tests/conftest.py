@@ -6,15 +6,16 @@ from typing import NoReturn
 
 import pytest
 
-from emporium.infra import testing
 from emporium.infra.contract import ENVIRONMENTS
 from emporium.infra.settings import INFRA_DIR
 
+from . import harness
+
 
 @pytest.fixture(scope="session")
-def stack_runs() -> dict[str, testing.Run]:
+def stack_runs() -> dict[str, harness.Run]:
     """Each stack's program run once under the mocks, shared by the tests."""
-    return {stack: testing.run_stack(stack) for stack in ENVIRONMENTS}
+    return {stack: harness.run_stack(stack) for stack in ENVIRONMENTS}
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from emporium.infra import contract, model, policies, testing
+from emporium.infra import contract, model, policies
 from emporium.infra.components.application import ApplicationEnvironment, ApplicationEnvironmentArgs
 from emporium.infra.components.cluster import Cluster, ClusterArgs
 from emporium.infra.components.data_namespace import DataNamespace, DataNamespaceArgs
@@ -24,6 +24,8 @@ from emporium.infra.settings import (
     SettingsError,
     StackSettings,
 )
+
+from . import harness
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +43,7 @@ def _data(provider: k8s.Provider) -> k8s.core.v1.Namespace:
     return DataNamespace("data", DataNamespaceArgs("dev"), _on(provider)).namespace
 
 
-def _all_on_the_given_provider(run: testing.Run) -> None:
+def _all_on_the_given_provider(run: harness.Run) -> None:
     on_cluster = [r for r in run.resources if r.type.startswith("kubernetes:")]
     assert on_cluster
     for resource in on_cluster:
@@ -49,7 +51,7 @@ def _all_on_the_given_provider(run: testing.Run) -> None:
 
 
 def _dev(**changes) -> StackSettings:
-    return dataclasses.replace(testing.settings_for("dev"), **changes)
+    return dataclasses.replace(harness.settings_for("dev"), **changes)
 
 
 def test_kafka_with_strimzi_installs_the_operator_and_the_cluster():
@@ -62,7 +64,7 @@ def test_kafka_with_strimzi_installs_the_operator_and_the_cluster():
         )
         assert sorted(kafka.credentials) == sorted(contract.DATA_SERVICES)
 
-    run = testing.run(program)
+    run = harness.run(program)
     _all_on_the_given_provider(run)
     releases = run.of_type(policies.HELM_RELEASE)
     assert [(r.inputs["name"], r.inputs["namespace"]) for r in releases] == [("strimzi", "strimzi-system")]
@@ -84,7 +86,7 @@ def test_kafka_without_operator_install_reuses_the_one_on_the_cluster():
         provider = _provider()
         Kafka("kafka", KafkaArgs.from_settings(settings, data_namespace=_data(provider)), _on(provider))
 
-    run = testing.run(program)
+    run = harness.run(program)
     assert run.of_type(policies.HELM_RELEASE) == []
     assert len(run.custom("Kafka")) == 1
 
@@ -105,7 +107,7 @@ def test_external_kafka_creates_nothing_and_hands_over_secret_credentials():
         assert kafka.bootstrap_servers == external.bootstrap_servers
         return pulumi.Output.all(*(c.password for c in kafka.credentials.values()))
 
-    run = testing.run(program)
+    run = harness.run(program)
     assert [r.type for r in run.resources if r.type.startswith("kubernetes:")] == []
     assert sorted(seen) == sorted(contract.DATA_SERVICES)
     assert model.platform_config(settings)["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
@@ -122,7 +124,7 @@ def test_postgres_with_cloudnative_pg_gives_each_service_its_own_cluster_and_log
         )
         return pulumi.Output.all(**postgres.database_urls).apply(urls.update)
 
-    run = testing.run(program)
+    run = harness.run(program)
     clusters = run.custom("Cluster")
     assert sorted(c.get("metadata.name") for c in clusters) == sorted(
         f"{s}-db" for s in contract.DATA_SERVICES
@@ -133,7 +135,10 @@ def test_postgres_with_cloudnative_pg_gives_each_service_its_own_cluster_and_log
         assert initdb["secret"]["name"] == f"{initdb['owner']}-db-owner"
     for service, url in urls.items():
         assert url.startswith(f"postgresql://{service}:mock-password-postgres-{service}-password@")
-        assert url.endswith(f"{service}-db-rw.emporium-dev-data.svc.cluster.local:5432/{service}")
+        assert url.endswith(
+            f"@{service}-db-rw.emporium-dev-data.svc.cluster.local:5432/{service}"
+            f"?sslmode=verify-full&sslrootcert={contract.POSTGRES_CA_FILE}"
+        )
     owners = [s for s in run.of_type(policies.SECRET) if s.inputs["type"] == "kubernetes.io/basic-auth"]
     assert len(owners) == len(contract.DATA_SERVICES)
 
@@ -143,18 +148,18 @@ def test_postgres_with_cloudnative_pg_gives_each_service_its_own_cluster_and_log
 )
 def test_in_cluster_kafka_and_postgres_need_the_data_namespace(component, args):
     with pytest.raises(ValueError, match="data_namespace"):
-        testing.run(lambda: component("data", args(_dev()), _on(_provider())))
+        harness.run(lambda: component("data", args(_dev()), _on(_provider())))
 
 
 def test_external_postgres_requires_its_urls():
     settings = _dev(postgres=PostgresSettings(mode="external"))
     with pytest.raises(ValueError, match="externalDatabaseUrls"):
-        testing.run(lambda: Postgres("postgres", PostgresArgs.from_settings(settings), _on(_provider())))
+        harness.run(lambda: Postgres("postgres", PostgresArgs.from_settings(settings), _on(_provider())))
 
 
 def test_observability_wires_grafana_so_a_trace_links_to_logs_and_metrics():
     settings = _dev()
-    run = testing.run(
+    run = harness.run(
         lambda: Observability("observability", ObservabilityArgs.from_settings(settings), _on(_provider()))
     )
     _all_on_the_given_provider(run)
@@ -202,7 +207,7 @@ def test_application_environment_has_quota_limits_and_the_contract_objects():
             "app", ApplicationEnvironmentArgs.from_settings(settings, urls, creds), _on(_provider())
         )
 
-    run = testing.run(program)
+    run = harness.run(program)
     (quota,) = run.of_type("kubernetes:core/v1:ResourceQuota")
     assert quota.inputs["spec"]["hard"]["services.nodeports"] == "0"
     assert quota.inputs["spec"]["hard"]["services.loadbalancers"] == "1"
@@ -213,7 +218,7 @@ def test_application_environment_has_quota_limits_and_the_contract_objects():
 
 
 def test_existing_cluster_uses_the_kubeconfig_context():
-    run = testing.run(
+    run = harness.run(
         lambda: Cluster("cluster", ClusterArgs("dev", ClusterSettings(context="kind-emporium")))
     )
     (provider,) = run.of_type("pulumi:providers:kubernetes")
@@ -230,7 +235,7 @@ def test_eks_cluster_sizes_its_node_group_from_the_settings():
         instance_types=["m7i.2xlarge"],
         disk_gib=80,
     )
-    run = testing.run(
+    run = harness.run(
         lambda: Cluster("cluster", ClusterArgs("prod", ClusterSettings(mode="eks", eks=eks_settings)))
     )
     (group,) = run.of_type("eks:index:ManagedNodeGroup")
@@ -258,3 +263,60 @@ def test_eks_cluster_sizes_its_node_group_from_the_settings():
 def test_settings_reject_what_the_program_cannot_use(values, message):
     with pytest.raises(SettingsError, match=message):
         StackSettings.from_config(values)
+
+
+@pytest.mark.parametrize("install_operators", [True, False])
+def test_certificates_make_the_environment_ca_and_its_bundle(install_operators):
+    from emporium.infra.components.certificates import Certificates, CertificatesArgs
+
+    settings = _dev(install_operators=install_operators)
+
+    def program():
+        Certificates("certificates", CertificatesArgs(settings), _on(_provider()))
+
+    run = harness.run(program)
+    _all_on_the_given_provider(run)
+    releases = {r.inputs["name"]: r.inputs for r in run.of_type(policies.HELM_RELEASE)}
+    if install_operators:
+        assert sorted(releases) == ["cert-manager", "trust-manager"]
+        assert {r["namespace"] for r in releases.values()} == {model.CERT_MANAGER_NAMESPACE}
+        assert releases["cert-manager"]["values"]["crds"] == {"enabled": True, "keep": True}
+    else:
+        # Installed by whoever installs the operators; the CA is still this stack's.
+        assert releases == {}
+    kinds = sorted(
+        (r.inputs["kind"], r.get("metadata.name"))
+        for kind in ("Bundle", "Certificate", "ClusterIssuer")
+        for r in run.custom(kind)
+    )
+    assert kinds == sorted(
+        [
+            ("Bundle", "emporium-dev-ca-bundle"),
+            ("Certificate", "emporium-dev-ca"),
+            ("ClusterIssuer", "emporium-dev-ca"),
+            ("ClusterIssuer", "emporium-dev-selfsigned"),
+        ]
+    )
+
+
+def test_only_the_servers_this_stack_runs_get_the_environment_ca():
+    from emporium.infra import chart_values, releases
+
+    external = ExternalKafka(bootstrap_servers="b-1.msk.example:9096")
+    managed_kafka = _dev(kafka=KafkaSettings(mode="external", external=external))
+    overlay = chart_values.chart_values(managed_kafka)
+    # The managed Kafka's CA is the operator's to name (docs/deploy.md); PostgreSQL still runs here.
+    assert "kafkaCa" not in overlay["platform"]
+    assert overlay["platform"]["postgresCa"]["configMapName"] == model.ca_bundle("dev")
+    assert "kafka" not in overlay["networkPolicy"]
+    assert model.uses_platform_ca(managed_kafka)
+
+    both_managed = _dev(
+        kafka=KafkaSettings(mode="external", external=external),
+        postgres=PostgresSettings(mode="external"),
+    )
+    assert not model.uses_platform_ca(both_managed)
+    assert releases.operator_releases(both_managed) == []
+    overlay = chart_values.chart_values(both_managed)
+    assert set(overlay["platform"]) == {"configMapName"}
+    assert model.CERT_MANAGER_NAMESPACE not in model.platform_namespaces(both_managed)

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emporium.infra import contract, model, testing
+from emporium.infra import contract, model
 from emporium.infra.settings import INFRA_DIR
+
+from . import harness
 
 pytestmark = pytest.mark.unit
 
@@ -126,7 +128,7 @@ def test_the_chart_consumes_the_names_this_code_creates():
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_the_stack_creates_exactly_the_documented_objects(stack_runs, stack):
-    run: testing.Run = stack_runs[stack]
+    run: harness.Run = stack_runs[stack]
     namespace = contract.app_namespace(stack)
     created = {
         (r.type.rsplit(":", 1)[-1], r.get("metadata.name"))

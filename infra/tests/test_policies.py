@@ -195,6 +195,6 @@ def test_the_pack_registers_every_policy_as_mandatory():
 
 
 def _settings():
-    from emporium.infra.testing import settings_for
+    from .harness import settings_for
 
     return settings_for("dev")

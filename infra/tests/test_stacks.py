@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from emporium.infra import contract, model, passwords, policies, testing, versions
+from emporium.infra import contract, model, passwords, policies, versions
+
+from . import harness
 
 pytestmark = pytest.mark.unit
 
 STACKS = ["dev", "staging", "prod"]
 
 
-def _crs(run: testing.Run, kind: str) -> list[testing.Registered]:
+def _crs(run: harness.Run, kind: str) -> list[harness.Registered]:
     return run.custom(kind)
 
 
-def _by_name(resources: list[testing.Registered]) -> dict[str, testing.Registered]:
+def _by_name(resources: list[harness.Registered]) -> dict[str, harness.Registered]:
     return {r.get("metadata.name"): r for r in resources}
 
 
@@ -97,12 +99,17 @@ def test_the_chart_finds_its_secrets_and_settings(stack_runs, stack):
         assert sorted(data) == sorted(contract.SERVICE_SECRET_KEYS)
         assert data["KAFKA_SASL_USERNAME"] == service
         assert data["DATABASE_URL"].startswith(f"postgresql://{service}:")
-        assert data["DATABASE_URL"].endswith(f":5432/{service}")
+        host = model.postgres_host(stack, service)
+        # Verified TLS: the CA the chart mounts, and the name the certificate carries.
+        assert data["DATABASE_URL"].endswith(
+            f"@{host}:5432/{service}?sslmode=verify-full&sslrootcert={contract.POSTGRES_CA_FILE}"
+        )
     (config,) = [r for r in run.of_type(policies.CONFIGMAP) if r.get("metadata.namespace") == namespace]
     assert config.get("metadata.name") == contract.PLATFORM_CONFIGMAP
     assert sorted(config.inputs["data"]) == sorted(contract.PLATFORM_CONFIG_KEYS)
     assert config.inputs["data"]["ENVIRONMENT"] == stack
-    assert config.inputs["data"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert config.inputs["data"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config.inputs["data"]["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert config.inputs["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == run.exports["otlpEndpoint"]
     assert run.exports["serviceSecrets"] == {
         s: contract.service_secret_name(s) for s in contract.DATA_SERVICES
@@ -131,7 +138,7 @@ def test_each_kafka_user_may_do_exactly_what_its_service_does(stack_runs, stack)
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_topics_and_dead_letter_twins_exist_with_the_stack_sizing(stack_runs, stack):
-    settings = testing.settings_for(stack)
+    settings = harness.settings_for(stack)
     topics = _by_name(_crs(stack_runs[stack], "KafkaTopic"))
     assert sorted(topics) == sorted(contract.all_topics())
     for name, topic in topics.items():
@@ -170,17 +177,41 @@ def test_prod_runs_three_postgres_instances_per_service_with_pdbs_and_backups(st
         assert spec["instances"] == 3, name
         assert spec["enablePDB"] is True
         assert spec["affinity"]["podAntiAffinityType"] == "required"
-        assert spec["backup"]["barmanObjectStore"]["destinationPath"].startswith(
-            "s3://emporium-prod-backups/"
-        )
-        assert spec["backup"]["retentionPolicy"] == "30d"
-    assert len(_crs(run, "ScheduledBackup")) == len(contract.DATA_SERVICES)
+        # Backups through the Barman Cloud plugin, not the deprecated in-tree support.
+        assert "backup" not in spec
+        assert spec["plugins"] == [
+            {
+                "name": "barman-cloud.cloudnative-pg.io",
+                "isWALArchiver": True,
+                "parameters": {"barmanObjectName": model.BACKUP_OBJECT_STORE},
+            }
+        ]
+    (store,) = _crs(run, "ObjectStore")
+    assert store.get("metadata.name") == model.BACKUP_OBJECT_STORE
+    assert store.get("metadata.namespace") == "emporium-prod-data"
+    assert store.inputs["apiVersion"] == "barmancloud.cnpg.io/v1"
+    store_spec = store.inputs["spec"]
+    assert store_spec["retentionPolicy"] == "30d"
+    assert store_spec["configuration"]["destinationPath"] == "s3://emporium-prod-backups/postgres"
+    assert store_spec["configuration"]["s3Credentials"] == {"inheritFromIAMRole": True}
+    # The cluster name is the plugin's server name: one folder per cluster.
+    assert "serverName" not in store_spec["configuration"]
+    schedules = _by_name(_crs(run, "ScheduledBackup"))
+    assert sorted(s.inputs["spec"]["cluster"]["name"] for s in schedules.values()) == sorted(clusters)
+    for schedule in schedules.values():
+        assert schedule.inputs["spec"]["method"] == "plugin"
+        assert schedule.inputs["spec"]["pluginConfiguration"] == {"name": "barman-cloud.cloudnative-pg.io"}
+    plugin = _by_name_release(run)["barman-cloud"]
+    assert plugin["crds"] == {"create": True}
+    (release,) = [r for r in run.of_type(policies.HELM_RELEASE) if r.inputs["name"] == "barman-cloud"]
+    # In the operator's namespace, as the plugin requires.
+    assert release.inputs["namespace"] == model.CNPG_NAMESPACE
     releases = _by_name_release(run)
     assert releases["grafana"]["podDisruptionBudget"] == {"maxUnavailable": 1}
     assert releases["otel-collector"]["podDisruptionBudget"]["enabled"] is True
 
 
-def _by_name_release(run: testing.Run) -> dict[str, dict]:
+def _by_name_release(run: harness.Run) -> dict[str, dict]:
     return {r.inputs["name"]: r.inputs["values"] for r in run.of_type(policies.HELM_RELEASE)}
 
 
@@ -209,7 +240,9 @@ def test_dev_is_minimal(stack_runs):
         assert spec["instances"] == 1
         assert spec["enablePDB"] is False
         assert "backup" not in spec
+        assert "plugins" not in spec
     assert _crs(run, "ScheduledBackup") == []
+    assert _crs(run, "ObjectStore") == []
     assert not [r for r in run.resources if r.type.startswith(("aws:", "eks:"))]
     releases = _by_name_release(run)
     assert "podDisruptionBudget" not in releases["grafana"]
@@ -221,6 +254,79 @@ def test_stack_exports_give_the_chart_what_it_needs(stack_runs):
     assert exports["namespace"] == "emporium-staging"
     assert exports["platformConfigMap"] == contract.PLATFORM_CONFIGMAP
     assert exports["kafkaBootstrapServers"] == (
-        "emporium-kafka-bootstrap.emporium-staging-data.svc.cluster.local:9092"
+        "emporium-kafka-bootstrap.emporium-staging-data.svc.cluster.local:9093"
     )
     assert exports["chartValues"]["environment"] == "staging"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kafka_listens_with_tls_and_scram_on_a_certificate_of_the_environment_ca(stack_runs, stack):
+    run = stack_runs[stack]
+    (kafka,) = _crs(run, "Kafka")
+    (listener,) = kafka.inputs["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["port"] == model.KAFKA_LISTENER_PORT == 9093
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    chain = listener["configuration"]["brokerCertChainAndKey"]
+    certificates = _by_name(_crs(run, "Certificate"))
+    certificate = certificates[chain["secretName"]].inputs["spec"]
+    assert certificate["secretName"] == chain["secretName"]
+    assert certificate["privateKey"]["encoding"] == "PKCS8"
+    assert certificate["issuerRef"] == {
+        "name": model.ca_issuer(stack),
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    # The address the services are given is a name on the certificate (hostname verified).
+    bootstrap_host = run.exports["kafkaBootstrapServers"].rsplit(":", 1)[0]
+    assert bootstrap_host in certificate["dnsNames"]
+    # Strimzi advertises every broker as <pod>.<cluster>-kafka-brokers.<ns>.svc.
+    assert f"*.emporium-kafka-brokers.emporium-{stack}-data.svc" in certificate["dnsNames"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_postgres_cluster_serves_a_certificate_of_the_environment_ca(stack_runs, stack):
+    run = stack_runs[stack]
+    certificates = _by_name(_crs(run, "Certificate"))
+    for service in contract.DATA_SERVICES:
+        (cluster,) = [
+            c for c in _crs(run, "Cluster") if c.get("metadata.name") == model.postgres_cluster_name(service)
+        ]
+        tls = cluster.inputs["spec"]["certificates"]
+        assert tls["serverTLSSecret"] == tls["serverCASecret"] == f"{service}-db-server-tls"
+        certificate = certificates[tls["serverTLSSecret"]].inputs["spec"]
+        assert model.postgres_host(stack, service) in certificate["dnsNames"]
+        assert f"{service}-db-ro.emporium-{stack}-data.svc" in certificate["dnsNames"]
+        assert certificate["issuerRef"]["name"] == model.ca_issuer(stack)
+        assert certificate["secretTemplate"] == {"labels": {"cnpg.io/reload": ""}}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_environment_ca_reaches_the_application_namespace_without_its_key(stack_runs, stack):
+    run = stack_runs[stack]
+    issuers = _by_name(_crs(run, "ClusterIssuer"))
+    assert issuers[model.selfsigned_issuer(stack)].inputs["spec"] == {"selfSigned": {}}
+    ca_secret = issuers[model.ca_issuer(stack)].inputs["spec"]["ca"]["secretName"]
+    (ca,) = [c for c in _crs(run, "Certificate") if c.get("metadata.name") == model.ca_issuer(stack)]
+    assert ca.get("metadata.namespace") == model.CERT_MANAGER_NAMESPACE
+    assert ca.inputs["spec"]["isCA"] is True
+    assert ca.inputs["spec"]["secretName"] == ca_secret
+    (bundle,) = _crs(run, "Bundle")
+    assert bundle.get("metadata.name") == model.ca_bundle(stack)
+    # Only the certificate (ca.crt), never tls.key, and only into this environment's namespace.
+    assert bundle.inputs["spec"]["sources"] == [{"secret": {"name": ca_secret, "key": "ca.crt"}}]
+    target = bundle.inputs["spec"]["target"]
+    assert target["configMap"] == {"key": "ca.crt"}
+    assert target["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": contract.app_namespace(stack)}
+    }
+    platform = run.exports["chartValues"]["platform"]
+    for name in ("kafkaCa", "postgresCa"):
+        assert platform[name] == {"configMapName": model.ca_bundle(stack), "secretName": "", "key": "ca.crt"}
+    network = run.exports["chartValues"]["networkPolicy"]
+    assert network["kafka"]["ports"] == [9093]
+    assert network["postgres"]["ports"] == [5432]
+    releases = {r.inputs["name"]: r.inputs for r in run.of_type(policies.HELM_RELEASE)}
+    assert releases["trust-manager"]["namespace"] == releases["cert-manager"]["namespace"]
+    # trust-manager writes ConfigMaps only: no read access to Secrets in other namespaces.
+    assert releases["trust-manager"]["values"]["secretTargets"] == {"enabled": False}

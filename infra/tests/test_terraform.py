@@ -18,6 +18,7 @@ from cdktn_provider_kubernetes.namespace_v1 import NamespaceV1
 from cdktn_provider_kubernetes.secret_v1 import SecretV1
 
 from emporium.infra import contract, model, policies, versions
+from emporium.infra.releases import all_releases
 from emporium.infra.settings import StackSettings, stack_file
 from emporium.infra.terraform_stack import PlatformStack, build_app
 
@@ -58,7 +59,8 @@ def test_the_app_writes_one_terraform_configuration_per_environment(tmp_path):
 def test_every_helm_release_is_pinned(synthesized, env):
     synth = synthesized[env]
     releases = _resources(synth, Release.TF_RESOURCE_TYPE)
-    assert len(releases) == 8
+    settings = StackSettings.from_stack_file(stack_file(env))
+    assert sorted(r["name"] for r in releases) == sorted(r.name for r in all_releases(settings))
     pins = {(p.chart, p.version) for p in versions.ALL_CHARTS}
     for release in releases:
         assert (release["chart"], release["version"]) in pins
@@ -121,7 +123,11 @@ def test_kafka_users_topics_and_policies_match_the_pulumi_path(synthesized, env,
         for r in stack_runs[env].resources
         if r.type.startswith("kubernetes:") and "spec" in r.inputs and "kind" in r.inputs
     }
-    for m in _manifests(synth, "Kafka") + _manifests(synth, "KafkaNodePool") + _manifests(synth, "Cluster"):
+    kinds = ("Kafka", "KafkaNodePool", "Cluster", "ScheduledBackup", "ObjectStore")
+    kinds += ("Certificate", "ClusterIssuer", "Bundle")
+    compared = [m for kind in kinds for m in _manifests(synth, kind)]
+    assert {m["kind"] for m in compared} >= {"Kafka", "Cluster", "Certificate", "ClusterIssuer", "Bundle"}
+    for m in compared:
         assert pulumi_kinds[(m["kind"], m["metadata"]["name"])] == m["spec"]
         assert policies.violations(f"kubernetes:x/v1:{m['kind']}", m) == {}
 

@@ -3,8 +3,9 @@
 Standard library only, so it runs before any virtual environment exists.
 The command line is ``python3 scripts/platformctl.py <command>``. Tests import
 it as ``emporium_platform`` (the root conftest.py appends ``scripts/`` to
-``sys.path``) and get its fixtures from :mod:`emporium_platform.pytest_plugin`,
-the one module here that needs the workspace's packages.
+``sys.path``) and get its fixtures from the pytest plugin
+``emporium.testing.pytest_plugin`` (the workspace member ``testing/``), which
+uses this package.
 
 Each function reads its settings from the environment when called.
 """

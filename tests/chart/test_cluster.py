@@ -9,7 +9,9 @@ docs/cluster.md) and exports its KUBECONFIG; any other cluster works the same
   (Pod Security `restricted`), ResourceQuota, LimitRange, ConfigMap
   emporium-platform and Secrets emporium-<service>, all computed by the
   infrastructure's own model (infra/src/emporium/infra) from that
-  environment's stack file, and the infrastructure's chart values overlay;
+  environment's stack file, the CA bundle ConfigMap trust-manager writes
+  there (a CA certificate made here), and the infrastructure's chart values
+  overlay (pruned to the keys the previous chart version knew, for it);
 - before installing, every Secret and ConfigMap a pod of the chart names
   exists (a real kubelet would fail the pod; KWOK would not);
 - `helm upgrade --install --wait` of that environment's values file: every
@@ -137,6 +139,22 @@ def prepare_namespace(
             "data": model.platform_config(stack),
         },
     ).create()
+    # What trust-manager writes from the environment's Bundle: the CA certificate.
+    ca = workdir / f"{namespace}-ca"
+    ca.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+         "-subj", f"/CN=Emporium {env} platform CA"],
+        cwd=ca, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    pykube.ConfigMap(
+        client,
+        {
+            "metadata": {"name": model.ca_bundle(env), "namespace": namespace},
+            "data": {contract.CA_BUNDLE_KEY: (ca / "ca.crt").read_text()},
+        },
+    ).create()
     secret_names = set()
     for service in contract.DATA_SERVICES:
         name = contract.service_secret_name(service)
@@ -156,7 +174,11 @@ def prepare_namespace(
     overlay = workdir / f"{namespace}.infra-values.yaml"
     overlay.write_text(yaml.safe_dump(chart_values.chart_values(stack), sort_keys=False))
     return Prepared(
-        env, namespace, frozenset(secret_names), frozenset({contract.PLATFORM_CONFIGMAP}), overlay
+        env,
+        namespace,
+        frozenset(secret_names),
+        frozenset({contract.PLATFORM_CONFIGMAP, model.ca_bundle(env)}),
+        overlay,
     )
 
 
@@ -197,8 +219,28 @@ def helm(major: str, *args: str, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
+def _known_to(defaults: Any, values: Any) -> Any:
+    """``values`` without the keys a chart's values.yaml does not have (where it
+    has a map): what the infrastructure's overlay was before those keys existed."""
+    if not isinstance(defaults, dict) or not isinstance(values, dict) or not defaults:
+        return values
+    return {k: _known_to(defaults[k], v) for k, v in values.items() if k in defaults}
+
+
+def overlay_for(prepared: Prepared, chart: Path) -> Path:
+    """The infrastructure's overlay as a chart of another version can take it."""
+    if chart == CHART:
+        return prepared.overlay
+    defaults = yaml.safe_load((chart / "values.yaml").read_text())
+    pruned = prepared.overlay.with_name(f"{prepared.overlay.stem}.{chart.parent.parent.name}.yaml")
+    values = _known_to(defaults, yaml.safe_load(prepared.overlay.read_text()))
+    pruned.write_text(yaml.safe_dump(values, sort_keys=False))
+    return pruned
+
+
 def values_args(prepared: Prepared, chart: Path = CHART) -> list[str]:
-    args = ["-f", str(chart / f"values-{prepared.env}.yaml"), "-f", str(prepared.overlay)]
+    overlay = overlay_for(prepared, chart)
+    args = ["-f", str(chart / f"values-{prepared.env}.yaml"), "-f", str(overlay)]
     if registry := os.environ.get("EMPORIUM_TEST_IMAGE_REGISTRY"):
         args += ["--set", f"image.registry={registry}"]
     if tag := os.environ.get("EMPORIUM_TEST_IMAGE_TAG"):

@@ -341,7 +341,7 @@ def test_network_policies_allow_exactly_the_service_graph(environment: str) -> N
             peer
             for rule in spec["egress"]
             for peer in rule["to"]
-            if rule["ports"][0]["port"] in (5432, 9092)
+            if rule["ports"][0]["port"] in (5432, 9093)
         ]
         assert all(
             p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == data_namespace
@@ -368,10 +368,11 @@ def test_network_policies_allow_exactly_the_service_graph(environment: str) -> N
         ingress_ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
         assert 53 in egress_ports, f"{service}: DNS"
         assert (5432 in egress_ports) == (service in DATA_SERVICES), f"{service}: PostgreSQL"
-        assert (9092 in egress_ports) == (service in DATA_SERVICES), f"{service}: Kafka"
+        assert (9093 in egress_ports) == (service in DATA_SERVICES), f"{service}: Kafka (TLS)"
+        assert 9092 not in egress_ports, f"{service}: egress to a plaintext Kafka port"
         assert 8081 in ingress_ports, f"{service}: metrics scraping"
         assert (8080 in ingress_ports) == (service in HTTP_SERVICES), f"{service}: edge HTTP"
-        allowed = {53, 50051, 5432, 9092, 4317}
+        allowed = {53, 50051, 5432, 9093, 4317}
         assert egress_ports <= allowed, f"{service}: unexpected egress {egress_ports - allowed}"
         # Every rule names its peers: an empty 'to' or 'from' would allow everyone.
         for rule in spec["egress"]:

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import emporium_platform
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import refuse_connections
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from emporium.testing.pytest_plugin import refuse_connections
 
 from .conftest import System, platform, wait_until
 

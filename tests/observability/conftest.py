@@ -9,7 +9,7 @@
   second (tests/observability/prometheus.py).
 
 The real-server fixtures (throwaway databases, ``spans``...) come from the
-repository's pytest plugin (scripts/emporium_platform/pytest_plugin.py).
+repository's pytest plugin (testing/src/emporium/testing/pytest_plugin.py).
 """
 
 from __future__ import annotations

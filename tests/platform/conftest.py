@@ -3,7 +3,7 @@
 The root conftest.py puts `scripts/` on sys.path, so `emporium_platform` is
 the package `python3 scripts/platformctl.py` runs; the fixtures every other
 test folder uses (`platform`, throwaway databases and topics) are in its
-pytest plugin, scripts/emporium_platform/pytest_plugin.py.
+pytest plugin, testing/src/emporium/testing/pytest_plugin.py.
 
 Two instances are used:
 

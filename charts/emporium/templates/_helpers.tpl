@@ -185,8 +185,11 @@ Usage: {{ include "emporium.serviceEnv" (dict "root" $ "svc" $svc) }}
 {{- if $svc.database }}
 {{- $_ := set $env "DATABASE_MIGRATE_ON_START" "false" }}
 {{- end }}
-{{- if and $svc.kafka $root.Values.platform.kafkaCaSecretName }}
-{{- $_ := set $env "KAFKA_SSL_CA_FILE" (printf "/etc/emporium/kafka-ca/%s" $root.Values.platform.kafkaCaSecretKey) }}
+{{- if and $svc.kafka (include "emporium.caSource" $root.Values.platform.kafkaCa) }}
+{{- $_ := set $env "KAFKA_SSL_CA_FILE" "/etc/emporium/kafka-ca/ca.crt" }}
+{{- end }}
+{{- if and $svc.database (include "emporium.caSource" $root.Values.platform.postgresCa) }}
+{{- $_ := set $env "PGSSLROOTCERT" "/etc/emporium/postgres-ca/ca.crt" }}
 {{- end }}
 {{- range $callee := $svc.calls }}
 {{- $_ := set $env (printf "%s_ADDR" (upper $callee)) (printf "%s:50051" (include "emporium.componentName" (dict "root" $root "name" $callee))) }}
@@ -250,21 +253,50 @@ Usage: {{- include "emporium.envFrom" (dict "root" $ "svc" $svc "configMap" true
 {{- end }}
 
 {{/*
+Whether a CA bundle (platform.kafkaCa or platform.postgresCa) is configured:
+"true" or empty.
+Usage: {{- if include "emporium.caSource" .Values.platform.kafkaCa }}
+*/}}
+{{- define "emporium.caSource" -}}
+{{- if and .configMapName .secretName }}
+{{- fail (printf "platform CA bundle: set configMapName (%s) or secretName (%s), not both" .configMapName .secretName) }}
+{{- end }}
+{{- if or .configMapName .secretName }}true{{ end }}
+{{- end }}
+
+{{/*
+One CA bundle volume, from a ConfigMap or a Secret; the file is always ca.crt.
+Usage: {{- include "emporium.caVolume" (dict "name" "kafka-ca" "source" .root.Values.platform.kafkaCa) }}
+*/}}
+{{- define "emporium.caVolume" -}}
+- name: {{ .name }}
+  {{- if .source.configMapName }}
+  configMap:
+    name: {{ .source.configMapName }}
+  {{- else }}
+  secret:
+    secretName: {{ .source.secretName }}
+  {{- end }}
+    defaultMode: 0444
+    items:
+      - key: {{ .source.key }}
+        path: ca.crt
+{{- end }}
+
+{{/*
 Volumes every service pod has: scratch space for the read-only root
-filesystem, and the Kafka CA bundle where configured.
+filesystem, and the CA bundles of Kafka and PostgreSQL where configured.
 Usage: {{- include "emporium.volumes" (dict "root" $ "svc" $svc) | nindent 6 }}
 */}}
 {{- define "emporium.volumes" -}}
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
-{{- if and .svc.kafka .root.Values.platform.kafkaCaSecretName }}
-- name: kafka-ca
-  secret:
-    secretName: {{ .root.Values.platform.kafkaCaSecretName }}
-    items:
-      - key: {{ .root.Values.platform.kafkaCaSecretKey }}
-        path: {{ .root.Values.platform.kafkaCaSecretKey }}
+{{- if and .svc.kafka (include "emporium.caSource" .root.Values.platform.kafkaCa) }}
+{{ include "emporium.caVolume" (dict "name" "kafka-ca" "source" .root.Values.platform.kafkaCa) }}
+{{- end }}
+{{- if and .svc.database (include "emporium.caSource" .root.Values.platform.postgresCa) }}
+{{ include "emporium.caVolume" (dict "name" "postgres-ca" "source" .root.Values.platform.postgresCa) }}
 {{- end }}
 {{- end }}
 
@@ -275,9 +307,14 @@ Usage: {{- include "emporium.volumeMounts" (dict "root" $ "svc" $svc) | nindent 
 {{- define "emporium.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
-{{- if and .svc.kafka .root.Values.platform.kafkaCaSecretName }}
+{{- if and .svc.kafka (include "emporium.caSource" .root.Values.platform.kafkaCa) }}
 - name: kafka-ca
   mountPath: /etc/emporium/kafka-ca
+  readOnly: true
+{{- end }}
+{{- if and .svc.database (include "emporium.caSource" .root.Values.platform.postgresCa) }}
+- name: postgres-ca
+  mountPath: /etc/emporium/postgres-ca
   readOnly: true
 {{- end }}
 {{- end }}

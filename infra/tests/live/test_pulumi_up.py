@@ -7,14 +7,18 @@ under .run/ and a passphrase generated per run. The operators' and the
 observability stack's Helm releases are off (``installOperators: false``,
 ``observability.enabled: false``): their charts cannot be downloaded here.
 Their custom resources are still applied, validated by the API server against
-the operators' real CRDs (tests/fixtures/crds). docs/infrastructure.md,
-"Apply it for real", says what this proves and what it does not.
+the operators' real CRDs (tests/fixtures/crds): Strimzi's, CloudNativePG's,
+cert-manager's and trust-manager's (the TLS certificates and the CA bundle)
+and the Barman Cloud plugin's (backups, switched on here for that).
+docs/infrastructure.md, "Apply it for real", says what this proves and what
+it does not.
 
 The tests of this module run in order and share one stack.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -31,7 +35,7 @@ import pytest
 import yaml
 from pulumi import automation as auto
 
-from emporium.infra import automation, chart_values, contract, versions
+from emporium.infra import automation, chart_values, contract, model, settings, versions
 
 from .conftest import ROOT, Tools
 from .kube import Kube, install_crds, load_documents, secret_data
@@ -53,7 +57,13 @@ def crd_files() -> list[Path]:
         f"CloudNativePG chart {versions.CLOUDNATIVE_PG.version}: vendor its operator's CRDs "
         "into tests/fixtures/crds and name its appVersion here"
     )
-    dirs = [FIXTURES / f"strimzi-{versions.STRIMZI.version}", FIXTURES / f"cloudnative-pg-{cnpg}"]
+    dirs = [
+        FIXTURES / f"strimzi-{versions.STRIMZI.version}",
+        FIXTURES / f"cloudnative-pg-{cnpg}",
+        FIXTURES / f"cert-manager-{versions.CERT_MANAGER.version}",
+        FIXTURES / f"trust-manager-{versions.TRUST_MANAGER.version}",
+        FIXTURES / f"plugin-barman-cloud-{versions.BARMAN_CLOUD_PLUGIN.app_version}",
+    ]
     for directory in dirs:
         assert directory.is_dir(), f"{directory.name}: CRDs of the pinned operator are not vendored"
     return sorted(f for d in dirs for f in d.glob("*.yaml"))
@@ -69,14 +79,37 @@ def crds(kube: Kube) -> Iterator[list[str]]:
         kube.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
 
 
+# Backups on, so the plugin's resources are validated too (nothing is uploaded:
+# no operator runs here).
+BACKUP = {"destinationPath": "s3://emporium-live-test/postgres", "retention": "7d"}
+
+
 def _forget_namespaces(kube: Kube) -> None:
-    """Namespaces a crashed earlier run left behind would make every create fail."""
+    """Objects a crashed earlier run left behind would make every create fail."""
+    for spec in model.certificate_authority(STACK):
+        group_version, plural = spec.api_version, f"{spec.kind.lower()}s"
+        where = f"namespaces/{spec.namespace}/" if spec.namespace else ""
+        kube.delete(f"/apis/{group_version}/{where}{plural}/{spec.name}")
     for ns in (APP_NS, DATA_NS):
         kube.delete(f"/api/v1/namespaces/{ns}")
     for ns in (APP_NS, DATA_NS):
         kube.wait_for(
             f"namespace {ns} to be gone", lambda n=ns: kube.find(f"/api/v1/namespaces/{n}") is None, 120
         )
+
+
+@pytest.fixture(scope="module")
+def cert_manager_namespace(kube: Kube) -> Iterator[str]:
+    """Where an installed cert-manager keeps the environments' CAs: with
+    ``installOperators: false`` the stack expects it to exist."""
+    ns = model.CERT_MANAGER_NAMESPACE
+    created = kube.find(f"/api/v1/namespaces/{ns}") is None
+    if created:
+        manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        kube.apply(f"/api/v1/namespaces/{ns}", manifest, MANAGER)
+    yield ns
+    if created:
+        kube.delete(f"/api/v1/namespaces/{ns}")
 
 
 @dataclass
@@ -88,7 +121,9 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def dev(tools: Tools, kube: Kube, kubeconfig: Path, crds: list[str]) -> Iterator[Deployed]:
+def dev(
+    tools: Tools, kube: Kube, kubeconfig: Path, crds: list[str], cert_manager_namespace: str
+) -> Iterator[Deployed]:
     _forget_namespaces(kube)
     run_dir = ROOT / ".run" / "infra-live" / uuid.uuid4().hex[:12]
     backend = automation.LocalBackend(
@@ -104,6 +139,7 @@ def dev(tools: Tools, kube: Kube, kubeconfig: Path, crds: list[str]) -> Iterator
         # Their charts cannot be downloaded here; the custom resources still apply.
         "emporium:installOperators": False,
         "emporium:observability": {"enabled": False},
+        "emporium:postgres": {"backup": BACKUP},
     }
     stack = automation.open_stack(STACK, backend, overrides)
     t0 = time.monotonic()
@@ -200,6 +236,145 @@ def test_up_creates_the_strimzi_and_cloudnative_pg_resources(dev: Deployed, kube
     assert sorted(_labels(c)["emporium.dev/service"] for c in clusters) == sorted(contract.DATA_SERVICES)
 
 
+def test_up_creates_the_tls_certificates_the_ca_bundle_and_the_backups(dev: Deployed, kube: Kube) -> None:
+    """As the API server stored them after validating them against the CRDs."""
+
+    def named(path: str) -> dict[str, dict[str, Any]]:
+        return {o["metadata"]["name"]: o for o in kube.items(path)}
+
+    certificates = named(f"/apis/cert-manager.io/v1/namespaces/{DATA_NS}/certificates")
+    assert sorted(certificates) == sorted(
+        [
+            model.KAFKA_LISTENER_TLS_SECRET,
+            *(model.postgres_server_tls_secret(s) for s in contract.DATA_SERVICES),
+        ]
+    )
+    (kafka,) = kube.items(f"/apis/kafka.strimzi.io/v1/namespaces/{DATA_NS}/kafkas")
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["port"] == 9093
+    chain = listener["configuration"]["brokerCertChainAndKey"]
+    bootstrap = dev.outputs["kafkaBootstrapServers"].rsplit(":", 1)
+    assert bootstrap[1] == "9093"
+    assert bootstrap[0] in certificates[chain["secretName"]]["spec"]["dnsNames"]
+
+    issuers = named("/apis/cert-manager.io/v1/clusterissuers")
+    assert issuers[model.ca_issuer(STACK)]["spec"]["ca"]["secretName"] == model.ca_issuer(STACK)
+    assert "selfSigned" in issuers[model.selfsigned_issuer(STACK)]["spec"]
+    ca = kube.get(
+        f"/apis/cert-manager.io/v1/namespaces/{model.CERT_MANAGER_NAMESPACE}/certificates/{model.ca_issuer(STACK)}"
+    )
+    assert ca["spec"]["isCA"] is True
+    bundle = kube.get(f"/apis/trust.cert-manager.io/v1alpha1/bundles/{model.ca_bundle(STACK)}")
+    assert bundle["spec"]["target"]["configMap"] == {"key": "ca.crt"}
+
+    for cluster in kube.items(f"/apis/postgresql.cnpg.io/v1/namespaces/{DATA_NS}/clusters"):
+        name = cluster["metadata"]["name"]
+        assert cluster["spec"]["certificates"]["serverTLSSecret"] in certificates, name
+        (plugin,) = cluster["spec"]["plugins"]
+        assert plugin["name"] == "barman-cloud.cloudnative-pg.io"
+        assert plugin["isWALArchiver"] is True
+        assert plugin["parameters"] == {"barmanObjectName": model.BACKUP_OBJECT_STORE}
+        assert "backup" not in cluster["spec"], f"{name}: the deprecated in-tree backup is configured"
+    (store,) = kube.items(f"/apis/barmancloud.cnpg.io/v1/namespaces/{DATA_NS}/objectstores")
+    assert store["metadata"]["name"] == model.BACKUP_OBJECT_STORE
+    assert store["spec"]["retentionPolicy"] == "7d"
+    assert store["spec"]["configuration"]["destinationPath"] == BACKUP["destinationPath"]
+    schedules = kube.items(f"/apis/postgresql.cnpg.io/v1/namespaces/{DATA_NS}/scheduledbackups")
+    assert len(schedules) == len(contract.DATA_SERVICES)
+    for schedule in schedules:
+        assert schedule["spec"]["method"] == "plugin"
+        assert schedule["spec"]["pluginConfiguration"]["name"] == "barman-cloud.cloudnative-pg.io"
+    for service in contract.DATA_SERVICES:
+        data = secret_data(
+            kube.get(f"/api/v1/namespaces/{APP_NS}/secrets/{contract.service_secret_name(service)}")
+        )
+        assert "sslmode=verify-full" in data["DATABASE_URL"]
+        assert f"sslrootcert={contract.POSTGRES_CA_FILE}" in data["DATABASE_URL"]
+
+
+def _missing(sent: Any, stored: Any, path: str = "spec") -> list[str]:
+    """Where ``stored`` lacks or changed what was ``sent`` (the server may add defaults)."""
+    if isinstance(sent, dict):
+        if not isinstance(stored, dict):
+            return [path]
+        return [m for k, v in sent.items() for m in _missing(v, stored.get(k), f"{path}.{k}")]
+    if isinstance(sent, list):
+        if not isinstance(stored, list) or len(stored) != len(sent):
+            return [path]
+        return [
+            m
+            for i, (a, b) in enumerate(zip(sent, stored, strict=True))
+            for m in _missing(a, b, f"{path}[{i}]")
+        ]
+    return [] if sent == stored else [f"{path}: sent {sent!r}, stored {stored!r}"]
+
+
+def test_the_api_server_kept_every_field_of_every_custom_resource(dev: Deployed, kube: Kube) -> None:
+    """A field a CRD does not declare is pruned on write, silently: every field
+    the model sends must come back, so a misspelt or misplaced one fails here."""
+    stack = settings.StackSettings.from_stack_file(settings.stack_file(STACK))
+    postgres = dataclasses.replace(
+        stack.postgres,
+        backup=settings.BackupSettings(
+            destination_path=BACKUP["destinationPath"], retention=BACKUP["retention"]
+        ),
+    )
+    specs: list[model.ResourceSpec] = [
+        *model.certificate_authority(STACK),
+        model.kafka_listener_certificate(STACK),
+        model.ResourceSpec(
+            "kafka.strimzi.io/v1",
+            "Kafka",
+            model.KAFKA_CLUSTER,
+            DATA_NS,
+            model.kafka_cluster_spec(stack.kafka),
+        ),
+        *(
+            model.ResourceSpec("kafka.strimzi.io/v1", "KafkaNodePool", name, DATA_NS, spec)
+            for name, spec in model.kafka_node_pools(stack.kafka).items()
+        ),
+        *(
+            model.ResourceSpec("kafka.strimzi.io/v1", "KafkaUser", s, DATA_NS, model.kafka_user_spec(s))
+            for s in contract.DATA_SERVICES
+        ),
+        model.ResourceSpec(
+            model.BARMAN_CLOUD_API,
+            "ObjectStore",
+            model.BACKUP_OBJECT_STORE,
+            DATA_NS,
+            model.backup_object_store_spec(postgres) or {},
+        ),
+    ]
+    for service in contract.DATA_SERVICES:
+        cluster = model.postgres_cluster_name(service)
+        specs += [
+            model.postgres_server_certificate(STACK, service),
+            model.ResourceSpec(
+                "postgresql.cnpg.io/v1",
+                "Cluster",
+                cluster,
+                DATA_NS,
+                model.postgres_cluster_spec(service, postgres),
+            ),
+            model.ResourceSpec(
+                "postgresql.cnpg.io/v1",
+                "ScheduledBackup",
+                f"{cluster}-daily",
+                DATA_NS,
+                model.postgres_scheduled_backup_spec(service, postgres) or {},
+            ),
+        ]
+    pruned: dict[str, list[str]] = {}
+    for spec in specs:
+        where = f"namespaces/{spec.namespace}/" if spec.namespace else ""
+        stored = kube.get(f"/apis/{spec.api_version}/{where}{spec.kind.lower()}s/{spec.name}")
+        if missing := _missing(spec.spec, stored["spec"]):
+            pruned[f"{spec.kind}/{spec.name}"] = missing
+    assert pruned == {}
+    assert len(specs) > 20
+
+
 def test_a_second_up_changes_nothing(dev: Deployed, kube: Kube) -> None:
     before = secret_data(kube.get(f"/api/v1/namespaces/{APP_NS}/secrets/emporium-orders"))
     t0 = time.monotonic()
@@ -258,9 +433,30 @@ def _checksum(data: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(data, separators=(",", ":"), sort_keys=True).encode()).hexdigest()
 
 
+@pytest.fixture(scope="module")
+def ca_bundle(dev: Deployed, kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """What trust-manager writes into the application namespace from the Bundle
+    (no trust-manager runs here): a CA certificate under ``ca.crt``."""
+    directory = tmp_path_factory.mktemp("ca")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=Emporium dev platform CA"],
+        cwd=directory, check=True, capture_output=True,
+    )  # fmt: skip
+    name = model.ca_bundle(STACK)
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": APP_NS},
+        "data": {"ca.crt": (directory / "ca.crt").read_text()},
+    }
+    kube.apply(f"/api/v1/namespaces/{APP_NS}/configmaps/{name}", manifest, MANAGER)
+    return name
+
+
 @pytest.mark.parametrize("major", ["helm3", "helm4"])
 def test_the_chart_installs_on_the_secrets_and_settings_pulumi_created(
-    dev: Deployed, kube: Kube, kubeconfig: Path, tools: Tools, major: str
+    dev: Deployed, kube: Kube, kubeconfig: Path, tools: Tools, major: str, ca_bundle: str
 ) -> None:
     t0 = time.monotonic()
     installed = _install(tools, major, kubeconfig, dev, ROOT / "charts" / "emporium")
@@ -277,6 +473,13 @@ def test_the_chart_installs_on_the_secrets_and_settings_pulumi_created(
             env_from = pod["spec"]["containers"][0]["envFrom"]
             assert {"configMapRef": {"name": contract.PLATFORM_CONFIGMAP}} in env_from
             assert {"secretRef": {"name": contract.service_secret_name(service)}} in env_from
+            # The environment's CA, where DATABASE_URL's sslrootcert and KAFKA_SSL_CA_FILE look.
+            mounts = {m["name"]: m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+            assert f"{mounts['postgres-ca']}/ca.crt" == contract.POSTGRES_CA_FILE
+            assert f"{mounts['kafka-ca']}/ca.crt" == contract.KAFKA_CA_FILE
+            for volume in ("postgres-ca", "kafka-ca"):
+                assert volumes[volume]["configMap"]["name"] == ca_bundle, service
             # The chart read the Secret pulumi created (its checksum rolls the pods).
             secret = kube.get(f"/api/v1/namespaces/{APP_NS}/secrets/{contract.service_secret_name(service)}")
             assert pod["metadata"]["annotations"]["checksum/secret"] == _checksum(secret["data"]), service

@@ -2,7 +2,7 @@
 PostgreSQL of the local runner, migrated, and the servicer on a loopback gRPC port.
 
 Databases and topics come from the local platform's plugin
-(scripts/emporium_platform/pytest_plugin.py), which starts PostgreSQL and Kafka
+(testing/src/emporium/testing/pytest_plugin.py), which starts PostgreSQL and Kafka
 if they are not running.
 """
 
@@ -13,13 +13,14 @@ from typing import Any
 
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import open_database
 
 from emporium.catalog.domain import Catalog
 from emporium.catalog.grpc_api import SERVICE_NAME, CatalogServicer
-from emporium.catalog.repository import MIGRATIONS_DIR, PostgresCatalogRepository
+from emporium.catalog.main import MIGRATIONS_DIR
+from emporium.catalog.repository import PostgresCatalogRepository
 from emporium.catalog.v1 import catalog_pb2_grpc
 from emporium.kit.grpc import build_server
+from emporium.testing.pytest_plugin import open_database
 
 
 @pytest.fixture(scope="session")

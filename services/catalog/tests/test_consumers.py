@@ -11,20 +11,17 @@ from typing import Any
 
 import pytest
 
-from emporium.catalog.consumers import OrderStatusChangedHandler
+from emporium.catalog import consumers, domain
 from emporium.catalog.domain import Catalog, StockLine
-from emporium.catalog.repository import PostgresCatalogRepository, SeedProduct, ledger_on
+from emporium.catalog.repository import PostgresCatalogRepository, SeedProduct
+from emporium.catalog.topics import Topics
 from emporium.events.v1 import order_events_pb2
 from emporium.kit.config import KafkaSettings, parse_settings
-from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer, PoisonMessage
+from emporium.kit.kafka import EventProducer, IdempotentConsumer, PoisonMessage
 from emporium.orders.v1 import orders_pb2
 
 #: Orders' ids are UUIDs.
 ORDER = "7d5bd4a6-0f0e-4a8e-9a59-61b2f1f8a0c1"
-
-
-def _event(value: bytes, event_id: str = "e-1") -> ConsumedEvent:
-    return ConsumedEvent("t", 0, 0, "o-1", value, {"event-id": event_id})
 
 
 def _status(order_id: str, status: int, event_id: str = "e-1") -> bytes:
@@ -39,30 +36,31 @@ def _status(order_id: str, status: int, event_id: str = "e-1") -> bytes:
 
 class RecordingLedger:
     def __init__(self) -> None:
-        self.released: list[tuple[Any, str]] = []
+        self.released: list[str] = []
 
-    def opener(self) -> Callable[[Any, str], Any]:
-        @asynccontextmanager
-        async def open_ledger(conn: Any, order_id: str) -> AsyncIterator[Any]:
-            recorder = self
+    @asynccontextmanager
+    async def open(self, order_id: str) -> AsyncIterator[Any]:
+        recorder = self
 
-            class _Ledger:
-                async def release(self) -> int:
-                    recorder.released.append((conn, order_id))
-                    return 3
+        class _Ledger:
+            async def release(self) -> int:
+                recorder.released.append(order_id)
+                return 3
 
-            yield _Ledger()
+        yield _Ledger()
 
-        return open_ledger
+
+async def _apply(ledger: RecordingLedger, value: bytes) -> int | None:
+    """What the consumer's handler does with a payload, on a fake ledger."""
+    change = consumers.decode_order_status_changed(value)
+    return await domain.apply_status_change(ledger.open, change)
 
 
 @pytest.mark.unit
-async def test_rejected_order_releases_on_the_consumers_connection() -> None:
+async def test_rejected_order_releases_its_stock() -> None:
     ledger = RecordingLedger()
-    handler = OrderStatusChangedHandler(ledger.opener())
-    conn = object()
-    await handler(_event(_status(ORDER, orders_pb2.ORDER_STATUS_REJECTED)), conn)
-    assert ledger.released == [(conn, ORDER)]
+    assert await _apply(ledger, _status(ORDER, orders_pb2.ORDER_STATUS_REJECTED)) == 3
+    assert ledger.released == [ORDER]
 
 
 @pytest.mark.unit
@@ -71,7 +69,7 @@ async def test_rejected_order_releases_on_the_consumers_connection() -> None:
 )
 async def test_other_statuses_release_nothing(status: int) -> None:
     ledger = RecordingLedger()
-    await OrderStatusChangedHandler(ledger.opener())(_event(_status(ORDER, status)), object())
+    assert await _apply(ledger, _status(ORDER, status)) is None
     assert ledger.released == []
 
 
@@ -90,7 +88,7 @@ async def test_other_statuses_release_nothing(status: int) -> None:
 async def test_impossible_events_are_poison(value: bytes) -> None:
     ledger = RecordingLedger()
     with pytest.raises(PoisonMessage):
-        await OrderStatusChangedHandler(ledger.opener())(_event(value), object())
+        await _apply(ledger, value)
     assert ledger.released == []
 
 
@@ -133,7 +131,7 @@ async def test_rejection_event_delivered_twice_releases_once(
     consumer = IdempotentConsumer(
         settings,
         pool,
-        {kafka_topic: OrderStatusChangedHandler(ledger_on)},
+        consumers.handlers(Topics(order_status_changed=kafka_topic)),
         producer,
         group_id=group,
     )
@@ -189,7 +187,7 @@ async def test_an_impossible_status_change_is_dead_lettered_and_releases_nothing
     consumer = IdempotentConsumer(
         settings,
         pool,
-        {kafka_topic: OrderStatusChangedHandler(ledger_on)},
+        consumers.handlers(Topics(order_status_changed=kafka_topic)),
         producer,
         group_id=f"catalog-test-{uuid.uuid4().hex[:8]}",
     )

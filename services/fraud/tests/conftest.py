@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from emporium_platform.pytest_plugin import RunningService, open_database, service_env
 
 from emporium.fraud import domain
 from emporium.fraud.main import MIGRATIONS_DIR, build
@@ -15,6 +14,7 @@ from emporium.fraud.settings import FraudSettings
 from emporium.fraud.topics import Topics
 from emporium.kit.config import parse_settings
 from emporium.kit.db import Database
+from emporium.testing.pytest_plugin import RunningService, open_database, service_env
 
 
 @dataclass
@@ -39,7 +39,7 @@ def decision_store() -> FakeDecisionStore:
 #
 # Each test gets its own database and its own topics, so tests never see each
 # other's data or that of a running system (the local platform's plugin,
-# scripts/emporium_platform/pytest_plugin.py, makes both). The fraud service is the
+# testing/src/emporium/testing/pytest_plugin.py, makes both). The fraud service is the
 # real composition from main.py, started in this process on loopback ports.
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import eventually
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -22,6 +21,7 @@ from emporium.fraud.topics import Topics
 from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
 from emporium.orders.v1 import orders_pb2
+from emporium.testing.pytest_plugin import eventually
 
 pytestmark = pytest.mark.integration
 

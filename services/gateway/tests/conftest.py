@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from emporium_platform.pytest_plugin import eventually, free_port
 
 from emporium.gateway.cache import TTLCache
 from emporium.gateway.http_api import build_app
@@ -33,6 +32,7 @@ from emporium.gateway.model import (
 )
 from emporium.gateway.storefront import Budgets, Storefront
 from emporium.kit.errors import NotFound
+from emporium.testing.pytest_plugin import eventually, free_port
 
 
 def product(product_id: str, price: int = 1999, stock: int = 5) -> Product:

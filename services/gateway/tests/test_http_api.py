@@ -16,6 +16,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
 from emporium.gateway.http_api import build_app
@@ -643,8 +644,38 @@ async def test_one_server_span_per_request_named_after_the_route(
     assert span.name == "GET /api/products/{product_id}"
     assert span.attributes is not None
     assert span.attributes["http.route"] == "/api/products/{product_id}"
+    assert span.attributes["http.method"] == "GET"
+    assert span.attributes["http.status_code"] == 200
+    assert span.attributes["http.target"] == "/api/products/p1"
+    assert span.kind is SpanKind.SERVER
     # The caller's trace continues through the gateway.
     assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert format(span.parent.span_id, "016x") == "b7ad6b7169203331"
+
+
+async def test_server_span_of_an_unmatched_path_and_of_a_server_error(
+    make_storefront: Callable[..., Storefront], fakes: Fakes
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = build_app(make_storefront(), tracer_provider=provider)
+    fakes.catalog.behaviour.error = Unavailable("catalog down", "catalog")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
+    ) as client:
+        assert (await client.get("/no/such/path")).status_code == 404
+        assert (await client.get("/api/products/p1")).status_code == 503
+    unmatched, failed = exporter.get_finished_spans()
+    assert unmatched.name == "GET"  # never the raw path
+    assert unmatched.attributes is not None
+    assert "http.route" not in unmatched.attributes
+    assert unmatched.attributes["http.status_code"] == 404
+    assert unmatched.status.status_code is StatusCode.UNSET
+    assert failed.name == "GET /api/products/{product_id}"
+    assert failed.attributes is not None
+    assert failed.attributes["http.status_code"] == 503
+    assert failed.status.status_code is StatusCode.ERROR
 
 
 async def test_concurrent_product_pages_share_one_catalog_load(
@@ -654,3 +685,32 @@ async def test_concurrent_product_pages_share_one_catalog_load(
     responses = await asyncio.gather(*(http.get("/api/products/p4") for _ in range(20)))
     assert all(r.status_code == 200 for r in responses)
     assert fakes.catalog.requested.count("p4") == 1
+
+
+async def test_a_refusal_beyond_the_limit_is_counted_but_not_traced(
+    make_storefront: Callable[..., Storefront], fakes: Fakes
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = build_app(
+        make_storefront(),
+        tracer_provider=provider,
+        max_concurrent_requests=1,
+        retry_after_seconds=7,
+    )
+    fakes.catalog.behaviour.delay = 0.2  # the first page holds the only slot
+    refused_label = {"route": "unmatched", "method": "GET", "status": "503"}
+    before = metric("emporium_http_requests_total", refused_label)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway.test"
+    ) as client:
+        first, *others = await asyncio.gather(
+            *(client.get(f"/api/products/p{i}") for i in (1, 2, 3))
+        )
+    assert first.status_code == 200
+    assert [r.status_code for r in others] == [503, 503]
+    assert all(r.headers["retry-after"] == "7" for r in others)
+    assert all(r.json()["error"]["code"] == "overloaded" for r in others)
+    assert metric("emporium_http_requests_total", refused_label) == before + 2
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET /api/products/{product_id}"]

@@ -24,7 +24,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from emporium_platform.pytest_plugin import eventually, free_port
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
@@ -39,6 +38,7 @@ from emporium.kit.errors import (
 from emporium.kit.grpc import build_server, set_serving
 from emporium.orders.v1 import orders_pb2, orders_pb2_grpc
 from emporium.recommendations.v1 import recommendations_pb2, recommendations_pb2_grpc
+from emporium.testing.pytest_plugin import eventually, free_port
 
 pytestmark = pytest.mark.integration
 

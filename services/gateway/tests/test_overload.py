@@ -26,13 +26,13 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from emporium_platform.pytest_plugin import eventually
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
 from emporium.kit.grpc import build_server, set_serving
 from emporium.orders.v1 import orders_pb2_grpc
 from emporium.recommendations.v1 import recommendations_pb2, recommendations_pb2_grpc
+from emporium.testing.pytest_plugin import eventually
 
 pytestmark = pytest.mark.integration
 

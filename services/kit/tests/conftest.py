@@ -1,5 +1,5 @@
 """Fixtures of the kit's data tests, on top of the local platform's plugin
-(scripts/emporium_platform/pytest_plugin.py: throwaway databases and topics,
+(testing/src/emporium/testing/pytest_plugin.py: throwaway databases and topics,
 producer, topic readers, spans).
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from emporium_platform.pytest_plugin import open_database
 
 from emporium.kit.db import Database
+from emporium.testing.pytest_plugin import open_database
 
 
 @pytest.fixture

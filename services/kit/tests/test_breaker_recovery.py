@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from emporium_platform.pytest_plugin import free_port
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.kit import errors
 from emporium.kit.config import Downstream
 from emporium.kit.grpc import BreakerOpen, DownstreamClient
+from emporium.testing.pytest_plugin import free_port
 
 pytestmark = pytest.mark.unit
 

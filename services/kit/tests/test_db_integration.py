@@ -10,14 +10,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from emporium_platform.pytest_plugin import (
-    RunningService,
-    eventually,
-    free_port,
-    open_database,
-    refuse_connections,
-    service_env,
-)
 
 from emporium.kit.config import DatabaseSettings, ServiceSettings, parse_settings
 from emporium.kit.db import (
@@ -28,6 +20,14 @@ from emporium.kit.db import (
     migrate_command,
 )
 from emporium.kit.service import Service
+from emporium.testing.pytest_plugin import (
+    RunningService,
+    eventually,
+    free_port,
+    open_database,
+    refuse_connections,
+    service_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

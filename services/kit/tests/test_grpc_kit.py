@@ -615,6 +615,19 @@ async def test_one_access_log_line_per_rpc_with_trace_ids(
         assert server_span.attributes["rpc.method"] == "GetProduct"
     assert server_spans[1].attributes is not None
     assert server_spans[1].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    # The client spans have the gRPC instrumentation's name and attributes.
+    for client_span in client_spans:
+        assert client_span.name == f"/{CATALOG}/GetProduct"
+        assert client_span.attributes is not None
+        assert client_span.attributes["rpc.system"] == "grpc"
+        assert client_span.attributes["rpc.service"] == CATALOG
+        assert client_span.attributes["rpc.method"] == "GetProduct"
+    assert client_spans[0].attributes is not None
+    assert client_spans[0].attributes["rpc.grpc.status_code"] == 0
+    assert client_spans[0].status.status_code is trace.StatusCode.UNSET
+    assert client_spans[1].attributes is not None
+    assert client_spans[1].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert client_spans[1].status.status_code is trace.StatusCode.ERROR
     assert catalog.trace_ids == [s.context.trace_id for s in server_spans]
     # Each log line was written inside its RPC's server span.
     assert [e["trace_id"] for e in entries] == [

@@ -18,13 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from emporium_platform.pytest_plugin import (
-    RunningService,
-    committed_offsets,
-    open_database,
-    refuse_connections,
-    service_env,
-)
 
 from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, ServiceSettings, parse_settings
@@ -38,6 +31,13 @@ from emporium.kit.kafka import (
 )
 from emporium.kit.outbox import enqueue
 from emporium.kit.service import Service
+from emporium.testing.pytest_plugin import (
+    RunningService,
+    committed_offsets,
+    open_database,
+    refuse_connections,
+    service_env,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import TopicPartition
-from emporium_platform.pytest_plugin import TopicReader, refuse_connections
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -23,6 +22,7 @@ from emporium.kit.db import Database, DatabaseUnavailable, UnitOfWork
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay, enqueue
+from emporium.testing.pytest_plugin import TopicReader, refuse_connections
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import eventually
 from grpc_health.v1._async import HealthServicer
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -28,6 +27,7 @@ from emporium.kit.grpc import DownstreamClient, build_server, set_serving
 from emporium.kit.grpc import client as client_module
 from emporium.kit.health import HealthRegistry
 from emporium.kit.logging import AccessLogSampler
+from emporium.testing.pytest_plugin import eventually
 
 pytestmark = pytest.mark.unit
 

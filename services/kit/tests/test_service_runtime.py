@@ -13,10 +13,10 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from emporium_platform.pytest_plugin import free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from emporium.testing.pytest_plugin import free_port
 
 pytestmark = pytest.mark.unit
 

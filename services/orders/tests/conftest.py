@@ -9,12 +9,6 @@ from typing import Any
 
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import (
-    RunningService,
-    free_port,
-    open_database,
-    service_env,
-)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
@@ -28,6 +22,12 @@ from emporium.orders.main import MIGRATIONS_DIR, build
 from emporium.orders.settings import OrdersSettings
 from emporium.orders.topics import Topics
 from emporium.orders.v1 import orders_pb2_grpc
+from emporium.testing.pytest_plugin import (
+    RunningService,
+    free_port,
+    open_database,
+    service_env,
+)
 
 
 @dataclass
@@ -190,7 +190,7 @@ def checkout(repository: FakeRepository, catalog: FakeCatalog) -> domain.Checkou
 #
 # Each test gets its own database and its own topics, so tests never see each
 # other's data or that of a running system (the local platform's plugin,
-# scripts/emporium_platform/pytest_plugin.py, makes both). The catalog is a small
+# testing/src/emporium/testing/pytest_plugin.py, makes both). The catalog is a small
 # real gRPC servicer in this process on a loopback port (a test double of a peer
 # service over a real socket); the orders service is the real composition from main.py.
 

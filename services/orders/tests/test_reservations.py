@@ -14,12 +14,12 @@ from typing import Any
 
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import eventually
 
 from emporium.kit.db import Database
 from emporium.orders import domain
 from emporium.orders.repository import PostgresOrderRepository
 from emporium.orders.topics import Topics
+from emporium.testing.pytest_plugin import eventually
 
 from .test_service import counts, place_request
 

@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from emporium_platform.pytest_plugin import eventually
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -26,6 +25,7 @@ from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
 from emporium.orders.topics import Topics
 from emporium.orders.v1 import orders_pb2
+from emporium.testing.pytest_plugin import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 PostgreSQL of the local runner, migrated, and the servicer on a loopback gRPC port.
 
 Databases and topics come from the local platform's plugin
-(scripts/emporium_platform/pytest_plugin.py), which starts PostgreSQL and Kafka
+(testing/src/emporium/testing/pytest_plugin.py), which starts PostgreSQL and Kafka
 if they are not running.
 """
 
@@ -13,16 +13,14 @@ from typing import Any
 
 import grpc
 import pytest
-from emporium_platform.pytest_plugin import open_database
 
 from emporium.kit.grpc import build_server
 from emporium.recommendations.domain import Recommendations
 from emporium.recommendations.grpc_api import SERVICE_NAME, RecommendationServicer
-from emporium.recommendations.repository import (
-    MIGRATIONS_DIR,
-    PostgresRecommendationRepository,
-)
+from emporium.recommendations.main import MIGRATIONS_DIR
+from emporium.recommendations.repository import PostgresRecommendationRepository
 from emporium.recommendations.v1 import recommendations_pb2_grpc
+from emporium.testing.pytest_plugin import open_database
 
 
 @pytest.fixture(scope="session")

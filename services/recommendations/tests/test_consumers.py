@@ -11,19 +11,17 @@ from typing import Any
 
 import pytest
 from confluent_kafka import TopicPartition
-from emporium_platform.pytest_plugin import read_partition
 
 from emporium.common.v1 import money_pb2
 from emporium.events.v1 import order_events_pb2
 from emporium.kit.config import KafkaSettings, parse_settings
-from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer, PoisonMessage
+from emporium.kit.kafka import EventProducer, IdempotentConsumer, PoisonMessage
 from emporium.orders.v1 import orders_pb2
-from emporium.recommendations.consumers import OrderPlacedHandler
+from emporium.recommendations import consumers
 from emporium.recommendations.domain import Recommendation, Recommendations
-from emporium.recommendations.repository import (
-    PostgresCoPurchaseLedger,
-    PostgresRecommendationRepository,
-)
+from emporium.recommendations.repository import PostgresRecommendationRepository
+from emporium.recommendations.topics import Topics
+from emporium.testing.pytest_plugin import read_partition
 
 
 def _placed(order_id: str, *product_ids: str, quantity: int = 1) -> bytes:
@@ -45,19 +43,10 @@ def _placed(order_id: str, *product_ids: str, quantity: int = 1) -> bytes:
 ORDER = "0b0e5d3c-9d4e-4a4b-8f0e-3c1c7a0f5b2e"
 
 
-def _event(value: bytes) -> ConsumedEvent:
-    return ConsumedEvent("t", 0, 0, "o-1", value, {"event-id": "e-1"})
-
-
 class FakeLedger:
     def __init__(self) -> None:
-        self.conns: list[Any] = []
         self.counts: Counter[tuple[str, str]] = Counter()
         self.counted: set[str] = set()
-
-    def on(self, conn: Any) -> FakeLedger:
-        self.conns.append(conn)
-        return self
 
     async def mark_order_counted(self, order_id: str) -> bool:
         fresh = order_id not in self.counted
@@ -69,11 +58,9 @@ class FakeLedger:
 
 
 @pytest.mark.unit
-async def test_an_order_counts_its_pairs_on_the_consumers_connection() -> None:
+async def test_an_order_counts_its_pairs() -> None:
     ledger = FakeLedger()
-    conn = object()
-    await OrderPlacedHandler(ledger.on)(_event(_placed(ORDER, "b", "a", "c")), conn)
-    assert ledger.conns == [conn]
+    assert await consumers.count_placed_order(ledger, _placed(ORDER, "b", "a", "c")) == 6
     assert ledger.counts == Counter(
         {("a", "b"): 1, ("b", "a"): 1, ("a", "c"): 1, ("c", "a"): 1, ("b", "c"): 1, ("c", "b"): 1}
     )
@@ -94,7 +81,7 @@ async def test_an_order_counts_its_pairs_on_the_consumers_connection() -> None:
 async def test_impossible_events_are_poison(value: bytes) -> None:
     ledger = FakeLedger()
     with pytest.raises(PoisonMessage):
-        await OrderPlacedHandler(ledger.on)(_event(value), object())
+        await consumers.count_placed_order(ledger, value)
     assert not ledger.counts
 
 
@@ -132,7 +119,7 @@ async def test_orders_delivered_twice_count_once_and_poison_goes_to_the_dlq(
         await producer.send(kafka_topic, f"o-{suffix}", value, {"event-id": event_id})
 
     group = f"recommendations-test-{suffix}"
-    handlers = {kafka_topic: OrderPlacedHandler(PostgresCoPurchaseLedger)}
+    handlers = consumers.handlers(Topics(order_placed=kafka_topic))
     consumer = IdempotentConsumer(settings, pool, handlers, producer, group_id=group)
     task = asyncio.create_task(consumer.run())
     try:
@@ -170,7 +157,7 @@ async def test_an_impossible_order_is_dead_lettered_with_its_reason_and_counts_n
     for value in (impossible, possible):
         await producer.send(kafka_topic, suffix, value, {"event-id": str(uuid.uuid4())})
 
-    handlers = {kafka_topic: OrderPlacedHandler(PostgresCoPurchaseLedger)}
+    handlers = consumers.handlers(Topics(order_placed=kafka_topic))
     consumer = IdempotentConsumer(
         settings, pool, handlers, producer, group_id=f"recommendations-test-{suffix}"
     )

@@ -36,9 +36,10 @@ def chart_values(settings: StackSettings) -> dict[str, Any]:
     """Values overlay for ``charts/emporium``; exported by the stack as ``chartValues``.
 
     It points the chart at the ConfigMap and Secrets created here (the chart's
-    default Secret name ``emporium-<service>`` is the one created) and opens the
-    chart's NetworkPolicies towards the namespaces this stack put Kafka, Postgres
-    and the collector in. Topics belong to the infrastructure, not the chart.
+    default Secret name ``emporium-<service>`` is the one created) and at the CA
+    bundle the services verify Kafka and PostgreSQL with, and opens the chart's
+    NetworkPolicies towards the namespaces this stack put Kafka (its TLS
+    listener), Postgres and the collector in. Topics belong to the infrastructure, not the chart.
     """
     data = model.data_namespace(settings.environment)
     network: dict[str, Any] = {
@@ -53,11 +54,22 @@ def chart_values(settings: StackSettings) -> dict[str, Any]:
     if settings.postgres.mode == "cnpg":
         network["postgres"] = {
             "peers": [_namespace_peer(data, {"cnpg.io/podRole": "instance"})],
-            "ports": [5432],
+            "ports": [model.POSTGRES_PORT],
         }
+    platform: dict[str, Any] = {"configMapName": contract.PLATFORM_CONFIGMAP}
+    # trust-manager writes the environment's CA into this ConfigMap (model.certificate_authority).
+    bundle = {
+        "configMapName": model.ca_bundle(settings.environment),
+        "secretName": "",
+        "key": contract.CA_BUNDLE_KEY,
+    }
+    if settings.kafka.mode == "strimzi":
+        platform["kafkaCa"] = bundle
+    if settings.postgres.mode == "cnpg":
+        platform["postgresCa"] = dict(bundle)
     return {
         "environment": settings.environment,
-        "platform": {"configMapName": contract.PLATFORM_CONFIGMAP},
+        "platform": platform,
         "networkPolicy": network,
         "kafkaTopics": {"enabled": False},
     }

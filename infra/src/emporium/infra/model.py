@@ -9,7 +9,7 @@ per chart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from emporium.infra import contract, versions
@@ -18,6 +18,8 @@ from emporium.infra.settings import AppSettings, KafkaSettings, PostgresSettings
 # Namespaces shared by every environment on a cluster.
 STRIMZI_NAMESPACE = "strimzi-system"
 CNPG_NAMESPACE = "cnpg-system"
+# cert-manager and trust-manager; trust-manager reads its sources here.
+CERT_MANAGER_NAMESPACE = "cert-manager"
 OBSERVABILITY_NAMESPACE = "observability"
 # The node log agent reads /var/log/pods through hostPath, which no restricted
 # namespace admits; it is the only workload outside the restricted level.
@@ -25,9 +27,20 @@ NODE_AGENTS_NAMESPACE = "observability-node-agents"
 PRIVILEGED_NAMESPACES: frozenset[str] = frozenset({NODE_AGENTS_NAMESPACE})
 
 KAFKA_CLUSTER = "emporium"
-KAFKA_LISTENER_PORT = 9092
-KAFKA_SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+# The clients' listener: TLS with SCRAM-SHA-512 (docs/infrastructure.md).
+KAFKA_LISTENER_PORT = 9093
+KAFKA_SECURITY_PROTOCOL = "SASL_SSL"
 KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+# The listener's certificate (cert-manager), signed by the environment's CA.
+KAFKA_LISTENER_TLS_SECRET = f"{KAFKA_CLUSTER}-kafka-listener-tls"
+POSTGRES_PORT = 5432
+
+CERT_MANAGER_API = "cert-manager.io/v1"
+TRUST_MANAGER_API = "trust.cert-manager.io/v1alpha1"
+BARMAN_CLOUD_API = "barmancloud.cnpg.io/v1"
+# The name the Barman Cloud plugin registers with the CloudNativePG operator.
+BARMAN_CLOUD_PLUGIN = "barman-cloud.cloudnative-pg.io"
+BACKUP_OBJECT_STORE = "emporium-backups"
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "emporium-infra", "app.kubernetes.io/part-of": "emporium"}
 
@@ -65,6 +78,171 @@ def namespace_labels(namespace: str, environment: str | None = None) -> dict[str
 
 def svc(name: str, namespace: str, port: int) -> str:
     return f"{name}.{namespace}.svc.cluster.local:{port}"
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """One custom resource; ``namespace`` None for a cluster-scoped one."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None
+    spec: dict[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+# --- Encryption in transit -------------------------------------------------------------
+#
+# Each environment has its own CA, kept by cert-manager (a self-signed root whose
+# key never leaves the cert-manager namespace). It signs the Kafka listener's and
+# every PostgreSQL server's certificate; trust-manager copies the CA certificate,
+# and only that, into the application namespace as a ConfigMap the chart mounts.
+# cert-manager renews the server certificates, Strimzi and CloudNativePG reload
+# them, and trust-manager keeps the copy current if the CA itself is reissued.
+
+
+def selfsigned_issuer(environment: str) -> str:
+    return f"emporium-{environment}-selfsigned"
+
+
+def ca_issuer(environment: str) -> str:
+    """The ClusterIssuer of the environment's CA; also the CA's Certificate and Secret."""
+    return f"emporium-{environment}-ca"
+
+
+def ca_bundle(environment: str) -> str:
+    """The trust-manager Bundle, and the ConfigMap it writes into the application namespace."""
+    return f"emporium-{environment}-ca-bundle"
+
+
+def _issuer_ref(environment: str) -> dict[str, str]:
+    return {"name": ca_issuer(environment), "kind": "ClusterIssuer", "group": "cert-manager.io"}
+
+
+def certificate_authority(environment: str) -> list[ResourceSpec]:
+    """The environment's CA and its distribution, in creation order."""
+    env_label = {"emporium.dev/environment": environment}
+    ca = ca_issuer(environment)
+    return [
+        ResourceSpec(
+            CERT_MANAGER_API,
+            "ClusterIssuer",
+            selfsigned_issuer(environment),
+            None,
+            {"selfSigned": {}},
+            env_label,
+        ),
+        ResourceSpec(
+            CERT_MANAGER_API,
+            "Certificate",
+            ca,
+            CERT_MANAGER_NAMESPACE,
+            {
+                "isCA": True,
+                "commonName": f"Emporium {environment} platform CA",
+                "secretName": ca,
+                # Ten years; reissued with the same key (rotationPolicy Never), so
+                # certificates it signed stay valid while the bundle follows.
+                "duration": "87600h",
+                "renewBefore": "720h",
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Never"},
+                "issuerRef": {
+                    "name": selfsigned_issuer(environment),
+                    "kind": "ClusterIssuer",
+                    "group": "cert-manager.io",
+                },
+            },
+            env_label,
+        ),
+        ResourceSpec(CERT_MANAGER_API, "ClusterIssuer", ca, None, {"ca": {"secretName": ca}}, env_label),
+        ResourceSpec(
+            TRUST_MANAGER_API,
+            "Bundle",
+            ca_bundle(environment),
+            None,
+            {
+                "sources": [{"secret": {"name": ca, "key": contract.CA_BUNDLE_KEY}}],
+                "target": {
+                    "configMap": {"key": contract.CA_BUNDLE_KEY},
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": contract.app_namespace(environment)}
+                    },
+                },
+            },
+            env_label,
+        ),
+    ]
+
+
+def _service_names(service: str, namespace: str) -> list[str]:
+    """Every name a client may use for a Service: short, namespaced, and both FQDN forms."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+    ]
+
+
+def _server_certificate(
+    environment: str, secret: str, dns_names: list[str], pkcs8: bool = False
+) -> dict[str, Any]:
+    key: dict[str, Any] = {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}
+    if pkcs8:
+        key["encoding"] = "PKCS8"
+    return {
+        "secretName": secret,
+        # Names in the SAN only: a FQDN here may exceed the 64 characters of a CN.
+        "dnsNames": dns_names,
+        "duration": "2160h",
+        "renewBefore": "720h",
+        "usages": ["server auth", "digital signature"],
+        "privateKey": key,
+        "issuerRef": _issuer_ref(environment),
+    }
+
+
+def kafka_listener_certificate(environment: str) -> ResourceSpec:
+    """The bootstrap Service and every broker (Strimzi advertises the brokers as
+    ``<pod>.<cluster>-kafka-brokers.<ns>.svc``)."""
+    ns = data_namespace(environment)
+    brokers = f"{KAFKA_CLUSTER}-kafka-brokers.{ns}.svc"
+    names = [
+        *_service_names(f"{KAFKA_CLUSTER}-kafka-bootstrap", ns),
+        f"*.{brokers}",
+        f"*.{brokers}.cluster.local",
+    ]
+    # Strimzi reads the listener key in PKCS #8 only.
+    return ResourceSpec(
+        CERT_MANAGER_API,
+        "Certificate",
+        KAFKA_LISTENER_TLS_SECRET,
+        ns,
+        _server_certificate(environment, KAFKA_LISTENER_TLS_SECRET, names, pkcs8=True),
+    )
+
+
+def postgres_server_tls_secret(service: str) -> str:
+    return f"{postgres_cluster_name(service)}-server-tls"
+
+
+def postgres_server_certificate(environment: str, service: str) -> ResourceSpec:
+    """The read-write, read-only and any-instance Services of the service's cluster."""
+    ns = data_namespace(environment)
+    cluster = postgres_cluster_name(service)
+    names = [name for suffix in ("rw", "ro", "r") for name in _service_names(f"{cluster}-{suffix}", ns)]
+    spec = _server_certificate(environment, postgres_server_tls_secret(service), names)
+    # CloudNativePG reloads a labelled Secret when cert-manager renews it.
+    spec["secretTemplate"] = {"labels": {"cnpg.io/reload": ""}}
+    return ResourceSpec(
+        CERT_MANAGER_API,
+        "Certificate",
+        postgres_server_tls_secret(service),
+        ns,
+        spec,
+        {"emporium.dev/service": service},
+    )
 
 
 # --- Kafka -----------------------------------------------------------------------------
@@ -139,11 +317,20 @@ def kafka_cluster_spec(kafka: KafkaSettings) -> dict[str, Any]:
             "version": versions.KAFKA_VERSION,
             "listeners": [
                 {
-                    "name": "scram",
+                    "name": "tls",
                     "port": KAFKA_LISTENER_PORT,
                     "type": "internal",
-                    "tls": False,
+                    "tls": True,
                     "authentication": {"type": "scram-sha-512"},
+                    # The environment's CA signs it (certificate_authority), so
+                    # clients trust the same bundle as for PostgreSQL.
+                    "configuration": {
+                        "brokerCertChainAndKey": {
+                            "secretName": KAFKA_LISTENER_TLS_SECRET,
+                            "certificate": "tls.crt",
+                            "key": "tls.key",
+                        }
+                    },
                 }
             ],
             "authorization": {"type": "simple"},
@@ -268,8 +455,12 @@ def postgres_host(environment: str, service: str) -> str:
 
 
 def database_url(host: str, service: str, password: str) -> str:
-    """The login owns only this service's database."""
-    return f"postgresql://{service}:{password}@{host}:5432/{service}"
+    """The login owns only this service's database; the server is verified against
+    the environment's CA (mounted by the chart) and the host name it is reached by."""
+    return (
+        f"postgresql://{service}:{password}@{host}:{POSTGRES_PORT}/{service}"
+        f"?sslmode=verify-full&sslrootcert={contract.POSTGRES_CA_FILE}"
+    )
 
 
 def postgres_cluster_spec(service: str, postgres: PostgresSettings) -> dict[str, Any]:
@@ -279,6 +470,12 @@ def postgres_cluster_spec(service: str, postgres: PostgresSettings) -> dict[str,
     spec: dict[str, Any] = {
         "instances": postgres.instances,
         "imageName": versions.POSTGRES_IMAGE,
+        # Served with the certificate cert-manager issues from the environment's
+        # CA (postgres_server_certificate); the chart mounts that CA's bundle.
+        "certificates": {
+            "serverTLSSecret": postgres_server_tls_secret(service),
+            "serverCASecret": postgres_server_tls_secret(service),
+        },
         "primaryUpdateStrategy": "unsupervised",
         # A single instance cannot honour a PDB without blocking node drains.
         "enablePDB": postgres.instances > 1,
@@ -297,24 +494,52 @@ def postgres_cluster_spec(service: str, postgres: PostgresSettings) -> dict[str,
         spec["affinity"] = {"topologyKey": "topology.kubernetes.io/zone", "podAntiAffinityType": "required"}
         spec["minSyncReplicas"] = 1
         spec["maxSyncReplicas"] = 1
-    backup = postgres.backup
-    if backup and backup.destination_path:
-        store: dict[str, Any] = {
-            "destinationPath": f"{backup.destination_path.rstrip('/')}/{service}",
-            "wal": {"compression": "gzip"},
-            "data": {"compression": "gzip"},
-        }
-        if backup.endpoint_url:
-            store["endpointURL"] = backup.endpoint_url
-        if backup.credentials_secret:
-            store["s3Credentials"] = {
-                "accessKeyId": {"name": backup.credentials_secret, "key": "ACCESS_KEY_ID"},
-                "secretAccessKey": {"name": backup.credentials_secret, "key": "ACCESS_SECRET_KEY"},
+    if _backups(postgres):
+        spec["plugins"] = [
+            {
+                "name": BARMAN_CLOUD_PLUGIN,
+                "isWALArchiver": True,
+                "parameters": {"barmanObjectName": BACKUP_OBJECT_STORE},
             }
-        else:
-            store["s3Credentials"] = {"inheritFromIAMRole": True}
-        spec["backup"] = {"retentionPolicy": backup.retention, "barmanObjectStore": store}
+        ]
     return spec
+
+
+def _backups(postgres: PostgresSettings) -> bool:
+    return bool(postgres.backup and postgres.backup.destination_path)
+
+
+def backup_object_store_spec(postgres: PostgresSettings) -> dict[str, Any] | None:
+    """The Barman Cloud plugin's ObjectStore of the environment: every cluster archives
+    under ``<destinationPath>/<cluster name>/`` (the plugin's default server name)."""
+    backup = postgres.backup
+    if backup is None or not backup.destination_path:
+        return None
+    configuration: dict[str, Any] = {
+        "destinationPath": backup.destination_path.rstrip("/"),
+        "wal": {"compression": "gzip"},
+        "data": {"compression": "gzip"},
+    }
+    if backup.endpoint_url:
+        configuration["endpointURL"] = backup.endpoint_url
+    if backup.credentials_secret:
+        configuration["s3Credentials"] = {
+            "accessKeyId": {"name": backup.credentials_secret, "key": "ACCESS_KEY_ID"},
+            "secretAccessKey": {"name": backup.credentials_secret, "key": "ACCESS_SECRET_KEY"},
+        }
+    else:
+        configuration["s3Credentials"] = {"inheritFromIAMRole": True}
+    return {
+        "configuration": configuration,
+        "retentionPolicy": backup.retention,
+        # The sidecar the plugin adds to every instance pod (archiving, backups).
+        "instanceSidecarConfiguration": {
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "256Mi"},
+                "limits": {"cpu": "1", "memory": "512Mi"},
+            }
+        },
+    }
 
 
 def postgres_scheduled_backup_spec(service: str, postgres: PostgresSettings) -> dict[str, Any] | None:
@@ -324,6 +549,8 @@ def postgres_scheduled_backup_spec(service: str, postgres: PostgresSettings) -> 
         "schedule": postgres.backup.schedule,
         "backupOwnerReference": "self",
         "cluster": {"name": postgres_cluster_name(service)},
+        "method": "plugin",
+        "pluginConfiguration": {"name": BARMAN_CLOUD_PLUGIN},
     }
 
 
@@ -373,10 +600,17 @@ def limit_range_spec() -> dict[str, Any]:
     }
 
 
+def uses_platform_ca(settings: StackSettings) -> bool:
+    """Whether this stack runs a TLS server of its own (Strimzi or CloudNativePG)."""
+    return settings.kafka.mode == "strimzi" or settings.postgres.mode == "cnpg"
+
+
 def platform_namespaces(settings: StackSettings) -> list[str]:
     """Namespaces this stack creates, in creation order."""
     names: list[str] = []
     if settings.install_operators:
+        if uses_platform_ca(settings):
+            names.append(CERT_MANAGER_NAMESPACE)
         if settings.kafka.mode == "strimzi":
             names.append(STRIMZI_NAMESPACE)
         if settings.postgres.mode == "cnpg":

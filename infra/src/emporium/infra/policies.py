@@ -54,6 +54,7 @@ EDGE_LABEL = "emporium.dev/edge"
 
 # Where each chart takes its containers' resources; other charts need top-level ``resources``.
 REQUIRED_RESOURCE_PATHS: dict[str, tuple[str, ...]] = {
+    "cert-manager": ("resources", "webhook.resources", "cainjector.resources", "startupapicheck.resources"),
     "kube-prometheus-stack": (
         "prometheus.prometheusSpec.resources",
         "alertmanager.alertmanagerSpec.resources",

@@ -81,11 +81,15 @@ class PlatformStack(TerraformStack):
                 values=[yaml.safe_dump(spec.values, sort_keys=True)],
                 create_namespace=False,
                 timeout=900,
-                depends_on=[namespaces[spec.namespace]],
+                depends_on=[namespaces[spec.namespace], *(helm_releases[n] for n in spec.needs)],
             )
         data_ns = model.data_namespace(env)
         operators: list[Any] = [namespaces[data_ns]]
-        operators += [helm_releases[n] for n in ("strimzi", "cnpg") if n in helm_releases]
+        operators += [
+            helm_releases[n]
+            for n in ("cert-manager", "trust-manager", "strimzi", "cnpg", "barman-cloud")
+            if n in helm_releases
+        ]
 
         def manifest(
             api: str,
@@ -94,22 +98,37 @@ class PlatformStack(TerraformStack):
             spec: dict[str, Any],
             labels: dict[str, str] | None = None,
             depends_on: list[Any] | None = None,
+            namespace: str | None = data_ns,
         ) -> Manifest:
+            metadata: dict[str, Any] = {"name": name, "labels": {**model.MANAGED_BY, **(labels or {})}}
+            if namespace is not None:
+                metadata["namespace"] = namespace
             return Manifest(
                 self,
                 f"{kind.lower()}-{name}".replace(".", "-"),
-                manifest={
-                    "apiVersion": api,
-                    "kind": kind,
-                    "metadata": {
-                        "name": name,
-                        "namespace": data_ns,
-                        "labels": {**model.MANAGED_BY, **(labels or {})},
-                    },
-                    "spec": spec,
-                },
+                manifest={"apiVersion": api, "kind": kind, "metadata": metadata, "spec": spec},
                 depends_on=depends_on or operators,
             )
+
+        def resource(spec: model.ResourceSpec, depends_on: list[Any]) -> Manifest:
+            return manifest(
+                spec.api_version,
+                spec.kind,
+                spec.name,
+                spec.spec,
+                spec.labels,
+                depends_on=depends_on,
+                namespace=spec.namespace,
+            )
+
+        # The environment's CA, each resource after the one before.
+        previous: list[Any] = operators
+        ca_issuer: Any = None
+        for spec in model.certificate_authority(env):
+            created = resource(spec, depends_on=previous)
+            previous = [*operators, created]
+            if spec.kind == "ClusterIssuer" and spec.name == model.ca_issuer(env):
+                ca_issuer = created
 
         strimzi, cnpg = "kafka.strimzi.io/v1", "postgresql.cnpg.io/v1"
         cluster_label = {"strimzi.io/cluster": model.KAFKA_CLUSTER}
@@ -117,13 +136,20 @@ class PlatformStack(TerraformStack):
             manifest(strimzi, "KafkaNodePool", name, spec, cluster_label)
             for name, spec in model.kafka_node_pools(settings.kafka).items()
         ]
+        listener_certificate = resource(
+            model.kafka_listener_certificate(env), depends_on=[*operators, ca_issuer]
+        )
         kafka = manifest(
             strimzi,
             "Kafka",
             model.KAFKA_CLUSTER,
             model.kafka_cluster_spec(settings.kafka),
-            depends_on=[*operators, *pools],
+            depends_on=[*operators, *pools, listener_certificate],
         )
+        backups: list[Any] = []
+        store = model.backup_object_store_spec(settings.postgres)
+        if store is not None:
+            backups.append(manifest(model.BARMAN_CLOUD_API, "ObjectStore", model.BACKUP_OBJECT_STORE, store))
         for topic in model.kafka_topics(settings.kafka):
             manifest(strimzi, "KafkaTopic", topic.name, topic.spec, cluster_label, depends_on=[kafka])
 
@@ -162,13 +188,16 @@ class PlatformStack(TerraformStack):
                 data={"username": service, "password": db_password.result},
                 depends_on=[namespaces[data_ns]],
             )
+            server_certificate = resource(
+                model.postgres_server_certificate(env, service), depends_on=[*operators, ca_issuer]
+            )
             cluster = manifest(
                 cnpg,
                 "Cluster",
                 model.postgres_cluster_name(service),
                 model.postgres_cluster_spec(service, settings.postgres),
                 {"emporium.dev/service": service},
-                depends_on=[*operators, owner],
+                depends_on=[*operators, owner, server_certificate, *backups],
             )
             schedule = model.postgres_scheduled_backup_spec(service, settings.postgres)
             if schedule is not None:

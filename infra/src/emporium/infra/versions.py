@@ -49,6 +49,37 @@ CLOUDNATIVE_PG = ChartPin(
     app_version="1.30.0",
     index=_index("https://cloudnative-pg.github.io/charts"),
 )
+# Certificates of the platform's TLS listeners and the CA every environment
+# trusts (docs/infrastructure.md, "Encryption in transit"); the Barman Cloud
+# plugin needs cert-manager too.
+CERT_MANAGER = ChartPin(
+    title="cert-manager",
+    chart="cert-manager",
+    version="v1.21.1",
+    repository="https://charts.jetstack.io",
+    app_version="v1.21.1",
+    index=_index("https://charts.jetstack.io"),
+)
+# Copies each environment's CA certificate (never its key) into the
+# application namespace, and keeps the copy current.
+TRUST_MANAGER = ChartPin(
+    title="trust-manager",
+    chart="trust-manager",
+    version="v0.24.0",
+    repository="https://charts.jetstack.io",
+    app_version="v0.24.0",
+    index=_index("https://charts.jetstack.io"),
+)
+# CloudNativePG's supported backup path since 1.26 (the in-tree
+# barmanObjectStore is deprecated from 1.30); it must run in the operator's namespace.
+BARMAN_CLOUD_PLUGIN = ChartPin(
+    title="Barman Cloud plugin for CloudNativePG",
+    chart="plugin-barman-cloud",
+    version="0.7.0",
+    repository="https://cloudnative-pg.github.io/charts",
+    app_version="v0.13.0",
+    index=_index("https://cloudnative-pg.github.io/charts"),
+)
 KUBE_PROMETHEUS_STACK = ChartPin(
     title="kube-prometheus-stack",
     chart="kube-prometheus-stack",
@@ -94,6 +125,9 @@ OTEL_COLLECTOR = ChartPin(
 ALL_CHARTS: tuple[ChartPin, ...] = (
     STRIMZI,
     CLOUDNATIVE_PG,
+    CERT_MANAGER,
+    TRUST_MANAGER,
+    BARMAN_CLOUD_PLUGIN,
     KUBE_PROMETHEUS_STACK,
     TEMPO,
     LOKI,

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from emporium.infra import model
+from emporium.infra.model import ResourceSpec
 from emporium.infra.releases import ReleaseSpec
 
 
@@ -53,7 +54,7 @@ def custom_resource(
     api_version: str,
     kind: str,
     name: str,
-    namespace: str,
+    namespace: str | None,
     spec: dict[str, Any],
     parent: pulumi.Resource,
     labels: dict[str, str] | None = None,
@@ -69,4 +70,20 @@ def custom_resource(
         ),
         spec=spec,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+    )
+
+
+def resource(
+    spec: ResourceSpec, parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()
+) -> k8s.apiextensions.CustomResource:
+    """A custom resource of ``emporium.infra.model``."""
+    return custom_resource(
+        spec.api_version,
+        spec.kind,
+        spec.name,
+        spec.namespace,
+        spec.spec,
+        parent,
+        labels=spec.labels,
+        depends_on=depends_on,
     )

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from emporium.infra import contract, model
-from emporium.infra.components._k8s import custom_resource, helm_release, namespace
+from emporium.infra.components._k8s import custom_resource, helm_release, namespace, resource
 from emporium.infra.passwords import GeneratedPassword
 from emporium.infra.releases import strimzi
 from emporium.infra.settings import KafkaSettings, StackSettings
@@ -33,6 +33,9 @@ class KafkaArgs:
     data_namespace: k8s.core.v1.Namespace | None = None
     # Username and password by service (``kafka.mode`` external), a Pulumi secret.
     external_credentials: pulumi.Output[Mapping[str, Mapping[str, str]]] | None = None
+    # The environment CA's issuer (the Certificates component), which signs the
+    # listener's certificate (``kafka.mode`` strimzi).
+    tls_issuer: pulumi.Resource | None = None
 
     @classmethod
     def from_settings(
@@ -40,6 +43,7 @@ class KafkaArgs:
         settings: StackSettings,
         data_namespace: k8s.core.v1.Namespace | None = None,
         external_credentials: pulumi.Output[Mapping[str, Mapping[str, str]]] | None = None,
+        tls_issuer: pulumi.Resource | None = None,
     ) -> KafkaArgs:
         return cls(
             environment=settings.environment,
@@ -47,6 +51,7 @@ class KafkaArgs:
             install_operator=settings.install_operators,
             data_namespace=data_namespace,
             external_credentials=external_credentials,
+            tls_issuer=tls_issuer,
         )
 
 
@@ -78,6 +83,11 @@ class Kafka(pulumi.ComponentResource):
             operator_ns = namespace(model.STRIMZI_NAMESPACE, self)
             waits.append(helm_release(strimzi.release(), self, [operator_ns]))
 
+        listener_certificate = resource(
+            model.kafka_listener_certificate(args.environment),
+            self,
+            depends_on=[data_namespace, *([args.tls_issuer] if args.tls_issuer else [])],
+        )
         cluster_label = {"strimzi.io/cluster": model.KAFKA_CLUSTER}
         pools = [
             custom_resource(
@@ -92,7 +102,7 @@ class Kafka(pulumi.ComponentResource):
             ns,
             model.kafka_cluster_spec(args.kafka),
             self,
-            depends_on=[*waits, *pools],
+            depends_on=[*waits, *pools, listener_certificate],
         )
         for topic in model.kafka_topics(args.kafka):
             custom_resource(

@@ -10,9 +10,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from emporium.infra import contract, model
-from emporium.infra.components._k8s import custom_resource, helm_release, namespace
+from emporium.infra.components._k8s import custom_resource, helm_release, namespace, resource
 from emporium.infra.passwords import GeneratedPassword
-from emporium.infra.releases import cloudnative_pg
+from emporium.infra.releases import barman_cloud, cloudnative_pg
 from emporium.infra.settings import PostgresSettings, StackSettings
 
 CNPG_API = "postgresql.cnpg.io/v1"
@@ -27,6 +27,9 @@ class PostgresArgs:
     data_namespace: k8s.core.v1.Namespace | None = None
     # DATABASE_URL by service (``postgres.mode`` external), a Pulumi secret.
     external_urls: pulumi.Output[Mapping[str, str]] | None = None
+    # The environment CA's issuer (the Certificates component), which signs the
+    # servers' certificates (``postgres.mode`` cnpg).
+    tls_issuer: pulumi.Resource | None = None
 
     @classmethod
     def from_settings(
@@ -34,6 +37,7 @@ class PostgresArgs:
         settings: StackSettings,
         data_namespace: k8s.core.v1.Namespace | None = None,
         external_urls: pulumi.Output[Mapping[str, str]] | None = None,
+        tls_issuer: pulumi.Resource | None = None,
     ) -> PostgresArgs:
         return cls(
             environment=settings.environment,
@@ -41,6 +45,7 @@ class PostgresArgs:
             install_operator=settings.install_operators,
             data_namespace=data_namespace,
             external_urls=external_urls,
+            tls_issuer=tls_issuer,
         )
 
 
@@ -77,7 +82,24 @@ class Postgres(pulumi.ComponentResource):
         waits: list[pulumi.Resource] = [data_namespace]
         if args.install_operator:
             operator_ns = namespace(model.CNPG_NAMESPACE, self)
-            waits.append(helm_release(cloudnative_pg.release(), self, [operator_ns]))
+            operator = helm_release(cloudnative_pg.release(), self, [operator_ns])
+            # After cert-manager (the Certificates component) and the operator.
+            plugin_needs = [operator, *([args.tls_issuer] if args.tls_issuer else [])]
+            waits += [operator, helm_release(barman_cloud.release(), self, plugin_needs)]
+        store = model.backup_object_store_spec(args.postgres)
+        if store is not None:
+            waits.append(
+                custom_resource(
+                    model.BARMAN_CLOUD_API,
+                    "ObjectStore",
+                    model.BACKUP_OBJECT_STORE,
+                    ns,
+                    store,
+                    self,
+                    depends_on=waits,
+                )
+            )
+        issuer = [args.tls_issuer] if args.tls_issuer else []
 
         urls: dict[str, pulumi.Output[str]] = {}
         for service in contract.DATA_SERVICES:
@@ -93,6 +115,11 @@ class Postgres(pulumi.ComponentResource):
                 string_data={"username": service, "password": password},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[data_namespace]),
             )
+            certificate = resource(
+                model.postgres_server_certificate(args.environment, service),
+                self,
+                depends_on=[data_namespace, *issuer],
+            )
             cluster = custom_resource(
                 CNPG_API,
                 "Cluster",
@@ -101,7 +128,7 @@ class Postgres(pulumi.ComponentResource):
                 model.postgres_cluster_spec(service, args.postgres),
                 self,
                 labels={"emporium.dev/service": service},
-                depends_on=[*waits, owner],
+                depends_on=[*waits, owner, certificate],
             )
             schedule = model.postgres_scheduled_backup_spec(service, args.postgres)
             if schedule is not None:

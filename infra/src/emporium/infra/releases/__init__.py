@@ -1,12 +1,16 @@
 """The platform's Helm releases, one module per chart holding that chart's values
-(``strimzi``, ``cloudnative_pg``, ``kube_prometheus_stack``, ``tempo``, ``loki``,
+(``cert_manager``, ``trust_manager``, ``strimzi``, ``cloudnative_pg``,
+``barman_cloud``, ``kube_prometheus_stack``, ``tempo``, ``loki``,
 ``grafana``, ``opentelemetry_collector``). Plain data computed from the stack
 settings: the Pulumi components and the CDK Terrain stack both render them.
 """
 
 from __future__ import annotations
 
+from emporium.infra import model
 from emporium.infra.releases import (
+    barman_cloud,
+    cert_manager,
     cloudnative_pg,
     grafana,
     kube_prometheus_stack,
@@ -14,22 +18,38 @@ from emporium.infra.releases import (
     opentelemetry_collector,
     strimzi,
     tempo,
+    trust_manager,
 )
 from emporium.infra.releases.spec import ReleaseSpec, resources
 from emporium.infra.settings import ObservabilitySettings, StackSettings
 
-__all__ = ["ReleaseSpec", "all_releases", "observability_releases", "operator_releases", "resources"]
+__all__ = [
+    "ReleaseSpec",
+    "all_releases",
+    "certificate_releases",
+    "observability_releases",
+    "operator_releases",
+    "resources",
+]
+
+
+def certificate_releases(settings: StackSettings) -> list[ReleaseSpec]:
+    """cert-manager and trust-manager, where this stack installs them."""
+    if not (settings.install_operators and model.uses_platform_ca(settings)):
+        return []
+    return [cert_manager.release(), trust_manager.release()]
 
 
 def operator_releases(settings: StackSettings) -> list[ReleaseSpec]:
-    """The Strimzi and CloudNativePG operators, where this stack installs them."""
+    """cert-manager, trust-manager, the Strimzi and CloudNativePG operators and the
+    Barman Cloud plugin, where this stack installs them, each after what it needs."""
     if not settings.install_operators:
         return []
-    releases: list[ReleaseSpec] = []
+    releases = certificate_releases(settings)
     if settings.kafka.mode == "strimzi":
         releases.append(strimzi.release())
     if settings.postgres.mode == "cnpg":
-        releases.append(cloudnative_pg.release())
+        releases += [cloudnative_pg.release(), barman_cloud.release()]
     return releases
 
 

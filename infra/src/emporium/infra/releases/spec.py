@@ -15,7 +15,9 @@ class ReleaseSpec:
     namespace: str
     pin: versions.ChartPin
     values: dict[str, Any]
-    concern: str  # kafka | postgres | observability
+    concern: str  # tls | kafka | postgres | observability
+    # Releases (by name) installed before this one: their CRDs or webhooks are used here.
+    needs: tuple[str, ...] = ()
 
 
 def resources(cpu: str, memory: str, cpu_limit: str | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import Enum
@@ -103,6 +103,18 @@ class StockLedger(Protocol):
         Returns the number of units released (0 when there was nothing active).
         """
         ...
+
+
+#: Opens one order's stock ledger (the order locked) in a transaction its caller owns.
+LedgerOpener = Callable[[str], AbstractAsyncContextManager[StockLedger]]
+
+
+@dataclass(frozen=True)
+class OrderStatusChange:
+    """An order's new status as the catalog sees it: rejected, or not."""
+
+    order_id: str
+    rejected: bool
 
 
 class CatalogRepository(Protocol):
@@ -246,6 +258,17 @@ async def reserve_order_stock(ledger: StockLedger, order_id: str, lines: list[St
             raise FailedPrecondition(f"insufficient stock for {line.product_id}")
     await ledger.reserve(lines)
     return True
+
+
+async def apply_status_change(open_ledger: LedgerOpener, change: OrderStatusChange) -> int | None:
+    """When an order is rejected, the stock it reserved goes back on sale.
+
+    Returns the units released, or None when the change releases nothing.
+    """
+    if not change.rejected:
+        return None
+    async with open_ledger(change.order_id) as ledger:
+        return await ledger.release()
 
 
 class Catalog:

@@ -8,44 +8,29 @@ from __future__ import annotations
 
 import grpc
 
-from emporium.catalog.domain import Catalog, Money, Product, StockLine
+from emporium.catalog import domain, messages
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from emporium.common.v1 import money_pb2
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
 
 
-def _money(money: Money) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=money.currency_code, amount_minor=money.amount_minor)
-
-
-def _product(product: Product) -> catalog_pb2.Product:
-    return catalog_pb2.Product(
-        product_id=product.product_id,
-        name=product.name,
-        description=product.description,
-        category=product.category,
-        price=_money(product.price),
-        stock_available=product.stock_available,
-    )
-
-
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: domain.Catalog) -> None:
         self._catalog = catalog
 
     async def GetProduct(
         self, request: catalog_pb2.GetProductRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.GetProductResponse:
         product = await self._catalog.get_product(request.product_id)
-        return catalog_pb2.GetProductResponse(product=_product(product))
+        return catalog_pb2.GetProductResponse(product=messages.product_to_wire(product))
 
     async def ListProducts(
         self, request: catalog_pb2.ListProductsRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ListProductsResponse:
         page = await self._catalog.list_products(request.page_size, request.page_token)
         return catalog_pb2.ListProductsResponse(
-            products=[_product(p) for p in page.products], next_page_token=page.next_page_token
+            products=[messages.product_to_wire(p) for p in page.products],
+            next_page_token=page.next_page_token,
         )
 
     async def BatchGetPrices(
@@ -53,16 +38,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.BatchGetPricesResponse:
         prices = await self._catalog.batch_get_prices(list(request.product_ids))
         return catalog_pb2.BatchGetPricesResponse(
-            prices=[
-                catalog_pb2.ProductPrice(product_id=product_id, price=_money(price))
-                for product_id, price in prices
-            ]
+            prices=[messages.product_price_to_wire(pid, price) for pid, price in prices]
         )
 
     async def ReserveStock(
         self, request: catalog_pb2.ReserveStockRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ReserveStockResponse:
-        lines = [StockLine(item.product_id, item.quantity) for item in request.items]
+        lines = messages.stock_lines_from_wire(request.items)
         await self._catalog.reserve_stock(request.order_id, lines)
         return catalog_pb2.ReserveStockResponse()
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from emporium.catalog.domain import (
@@ -24,9 +23,7 @@ from emporium.catalog.domain import (
     ReservationState,
     StockLine,
 )
-from emporium.kit.db import Database, Executor
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+from emporium.kit.db import Database, UnitOfWork
 
 _PRODUCT_COLUMNS = """
     id, name, description, category, price_minor, currency_code,
@@ -46,9 +43,9 @@ def _product(row: Any) -> Product:
 
 
 class PostgresStockLedger:
-    """One order's reservations on a connection that is inside a transaction."""
+    """:class:`domain.StockLedger`: one order's reservations in a unit of work."""
 
-    def __init__(self, conn: Executor, order_id: str) -> None:
+    def __init__(self, conn: UnitOfWork, order_id: str) -> None:
         self._conn = conn
         self._order_id = order_id
 
@@ -147,7 +144,7 @@ class PostgresStockLedger:
 
 
 @asynccontextmanager
-async def ledger_on(conn: Executor, order_id: str) -> AsyncIterator[PostgresStockLedger]:
+async def ledger_on(conn: UnitOfWork, order_id: str) -> AsyncIterator[PostgresStockLedger]:
     """A ledger inside a transaction the caller owns (a Kafka consumer's, for one)."""
     ledger = PostgresStockLedger(conn, order_id)
     await ledger.lock_order()
@@ -166,6 +163,8 @@ class SeedProduct:
 
 
 class PostgresCatalogRepository:
+    """:class:`domain.CatalogRepository` on the service's pool."""
+
     def __init__(self, database: Database) -> None:
         self._pool = database
 

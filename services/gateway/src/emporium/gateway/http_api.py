@@ -3,12 +3,12 @@
 Routes are thin: validate the request (:mod:`emporium.gateway.validation`),
 call the storefront, render JSON. Errors are the kit's errors, rendered once,
 here, as ``{"error": {"code", "message", "fields"}}`` with the matching
-status. Three middlewares wrap the routes: OpenTelemetry's ASGI middleware
-(one server span per request, named after the route template),
-:class:`RequestTelemetry` (RED metrics per route template and the JSON access
-log: failures and slow requests always, successes sampled) and
-:class:`LoadShedder` (at most ``max_concurrent_requests`` requests at once;
-beyond that, an immediate 503 with ``Retry-After`` instead of a queue).
+status. Two middlewares wrap the routes: :class:`LoadShedder` outermost (at
+most ``max_concurrent_requests`` requests at once; beyond that, an immediate
+503 with ``Retry-After`` instead of a queue) and :class:`RequestTelemetry`
+(one server span per request named after the route template, RED metrics per
+route template and the JSON access log: failures and slow requests always,
+successes sampled).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any
 
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.trace import get_current_span
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emporium.gateway import metrics, validation
@@ -263,13 +263,11 @@ def build_app(
         Route("/api/orders/{order_id}", json_errors(get_order), methods=["GET"]),
     ]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_exception})
-    if max_concurrent_requests is not None:
-        app = LoadShedder(app, max_concurrent_requests, retry_after_seconds)
-    return OpenTelemetryMiddleware(
-        RequestTelemetry(app, access_log or AccessLogSampler(rate=1.0)),
-        default_span_details=route_span_details(routes),
-        exclude_spans=["receive", "send"],
-        tracer_provider=tracer_provider,
+    telemetry = RequestTelemetry(app, access_log or AccessLogSampler(rate=1.0), tracer_provider)
+    if max_concurrent_requests is None:
+        return telemetry
+    return LoadShedder(
+        telemetry, max_concurrent_requests, retry_after_seconds, on_refused=telemetry.record
     )
 
 
@@ -311,38 +309,31 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-def route_span_details(routes: list[BaseRoute]) -> Callable[[Scope], tuple[str, dict[str, Any]]]:
-    """Names each server span ``METHOD /route/{template}`` and sets ``http.route``."""
-
-    def details(scope: Scope) -> tuple[str, dict[str, Any]]:
-        method = scope.get("method", "HTTP")
-        method = method if method in KNOWN_METHODS else "HTTP"
-        for route in routes:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:
-                template = getattr(route, "path", "")
-                return f"{method} {template}", {"http.route": template}
-        return method, {}
-
-    return details
-
-
 class LoadShedder:
     """At most ``limit`` requests at once; the next ones get 503 + Retry-After at once.
 
     No queue: a request the gateway cannot start now would wait behind the
     ones in flight and likely miss its budget (PRODUCT_PAGE_BUDGET_MS), so it
     is refused while refusing is cheap, and the client comes back after
-    ``Retry-After`` seconds. The refusal is counted (route ``unmatched``,
-    status 503) and traced like any request; its access line is sampled like
-    a success, so an overload does not also flood the log.
+    ``Retry-After`` seconds. It sits outside the telemetry middleware: the
+    refusal is counted (route ``unmatched``, status 503) and its access line
+    sampled like a success (``on_refused``), but it gets no span. Under
+    overload a span per refusal, exported, would cost more than the refusal
+    and take that CPU from the requests being served.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, retry_after_seconds: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        retry_after_seconds: int,
+        on_refused: Callable[[Scope, int, float], None] | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.app = app
         self.limit = limit
+        self.on_refused = on_refused
         self.in_flight = 0
         self._body = (
             b'{"error":{"code":"overloaded","message":"the shop is busy right now; '
@@ -360,9 +351,12 @@ class LoadShedder:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
+            started = time.perf_counter()
             scope[SHED_SCOPE_KEY] = True
             await send({"type": "http.response.start", "status": 503, "headers": self._headers})
             await send({"type": "http.response.body", "body": self._body})
+            if self.on_refused is not None:
+                self.on_refused(scope, 503, time.perf_counter() - started)
             return
         self.in_flight += 1
         try:
@@ -371,18 +365,75 @@ class LoadShedder:
             self.in_flight -= 1
 
 
-class RequestTelemetry:
-    """RED metrics by route template and the JSON access log (see AccessLogSampler)."""
+#: Request headers that carry trace context (W3C traceparent/tracestate, baggage).
+TRACE_HEADERS = frozenset(
+    name.encode("latin-1") for name in propagate.get_global_textmap().fields
+) | {b"traceparent", b"tracestate", b"baggage"}
 
-    def __init__(self, app: ASGIApp, access_log: AccessLogSampler | None = None) -> None:
+
+class RequestTelemetry:
+    """The SERVER span, RED metrics by route template and the JSON access log, in one wrap.
+
+    The span has the name and attributes OpenTelemetry's ASGI middleware
+    gives it (``GET /api/products/{product_id}``, ``http.route``,
+    ``http.method``, ``http.status_code``, ``http.target``, ``net.peer.ip``...;
+    error status for 5xx) and continues the caller's W3C trace context. It is
+    started with the OpenTelemetry API directly, as the kit's gRPC server
+    does: the middleware's per-request cost (a second route lookup, a wrapped
+    ``send`` per message, attribute collection through generic getters) was a
+    tenth of the gateway's CPU at 300 pages/s (docs/decisions/overload.md).
+    The route template is known once Starlette has matched the request, so the
+    span is renamed then; an unmatched path keeps the bare method as its name.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        access_log: AccessLogSampler | None = None,
+        tracer_provider: Any = None,
+    ) -> None:
         self.app = app
         self.access_log = access_log or AccessLogSampler(rate=1.0)
+        self._tracer = trace.get_tracer("emporium.gateway.http", tracer_provider=tracer_provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        carrier: dict[str, str] = {}
+        attributes: dict[str, Any] = {
+            "http.method": scope["method"],
+            "http.scheme": scope.get("scheme", "http"),
+            "http.flavor": scope.get("http_version", "1.1"),
+            "http.target": scope["path"],
+        }
+        host = ""
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+            elif name == b"user-agent":
+                attributes["http.user_agent"] = value.decode("latin-1")
+            elif name in TRACE_HEADERS:
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        server = scope.get("server")
+        if server:
+            server_host, server_port = server
+            attributes["http.host"] = server_host
+            if server_port is not None:
+                attributes["http.host"] = f"{server_host}:{server_port}"
+                attributes["net.host.port"] = server_port
+        if host:
+            attributes["http.server_name"] = host
+            query = scope.get("query_string", b"")
+            attributes["http.url"] = f"{attributes['http.scheme']}://{host}{scope['path']}" + (
+                f"?{query.decode('latin-1')}" if query else ""
+            )
+        client = scope.get("client")
+        if client:
+            attributes["net.peer.ip"] = client[0]
+            attributes["net.peer.port"] = client[1]
         status = 500  # what the client sees if the app dies before answering
 
         async def send_and_watch(message: Message) -> None:
@@ -391,15 +442,35 @@ class RequestTelemetry:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_and_watch)
-        finally:
-            duration = time.perf_counter() - started
-            route = route_template(scope)
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            metrics.HTTP_DURATION.labels(route, method).observe(duration)
-            self._log(scope, route, status, duration)
+        span_name = method if method != "other" else "HTTP"
+        with self._tracer.start_as_current_span(
+            span_name,
+            context=propagate.extract(carrier) if carrier else None,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        ) as span:
+            try:
+                await self.app(scope, receive, send_and_watch)
+            finally:
+                duration = time.perf_counter() - started
+                route = route_template(scope)
+                if route != "unmatched":
+                    span.update_name(f"{span_name} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                self._count(scope, route, method, status, duration)
+
+    def record(self, scope: Scope, status: int, duration: float) -> None:
+        """Metrics and access line of a request answered without a span (a refusal)."""
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        self._count(scope, "unmatched", method, status, duration)
+
+    def _count(self, scope: Scope, route: str, method: str, status: int, duration: float) -> None:
+        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.HTTP_DURATION.labels(route, method).observe(duration)
+        self._log(scope, route, status, duration)
 
     def _log(self, scope: Scope, route: str, status: int, duration: float) -> None:
         extra: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from emporium.gateway.model import (
 from emporium.gateway.ports import Catalog, Orders, Recommendations
 from emporium.kit.errors import DeadlineExceeded, NotFound, ServiceError
 from emporium.kit.grpc.deadlines import deadline_scope
+from emporium.kit.logging import AccessLogSampler
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ T = TypeVar("T")
 #: before the gateway stops waiting on its own, so the gRPC deadline normally
 #: fires first and the breaker counts the failure.
 SAFETY_MARGIN_SECONDS = 0.1
+#: At most one "served without recommendations" line per dependency this often.
+DEGRADED_LOG_INTERVAL_SECONDS = 1.0
 
 
 class ReadCache(Protocol):
@@ -79,6 +83,9 @@ class Storefront:
         self.product_cache = product_cache
         self.list_cache = list_cache
         self.budgets = budgets
+        self._degraded_lines = AccessLogSampler(
+            rate=0, slow_seconds=math.inf, interval_seconds=DEGRADED_LOG_INTERVAL_SECONDS
+        )
 
     async def list_products(self, page_size: int, page_token: str) -> ProductList:
         with deadline_scope(self.budgets.product_page) as deadline:
@@ -165,10 +172,20 @@ class Storefront:
             reason = "did not answer in time"
         else:
             reason = getattr(error, "message", "") or str(error) or type(error).__name__
-        log.warning(
-            "product page served without recommendations",
-            extra={"dependency": dependency, "reason": reason, "error": type(error).__name__},
-        )
+        # Every degraded page is counted (emporium_degraded_responses_total); the
+        # log gets one line per dependency per second, saying how many it left out:
+        # with the breaker open, a line per page would cost more than the page.
+        left_out = self._degraded_lines.decide(dependency, 0.0)
+        if left_out is not None:
+            log.warning(
+                "product page served without recommendations",
+                extra={
+                    "dependency": dependency,
+                    "reason": reason,
+                    "error": type(error).__name__,
+                    "sampled_out": left_out,
+                },
+            )
         return Degradation(dependency, reason)
 
 

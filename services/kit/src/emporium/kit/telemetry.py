@@ -1,11 +1,12 @@
 """OpenTelemetry set-up and the helpers that carry trace context across Kafka.
 
-gRPC spans come from OpenTelemetry's gRPC instrumentation (interceptors added
-by the kit's server and clients); Kafka and the outbox carry W3C trace context
+gRPC spans are started by the kit with the OpenTelemetry API, under the names
+and attributes of OpenTelemetry's gRPC instrumentation: SERVER spans in the
+kit's server interceptor, CLIENT spans in ``DownstreamClient.call`` (W3C trace
+context in the metadata); Kafka and the outbox carry W3C trace context
 in message headers, written and read with :func:`inject_headers` and
 :func:`extract_context`. Database statements made inside traced work get CLIENT
-spans from OpenTelemetry's psycopg instrumentation (:func:`instrument_database`),
-on the same contrib release as the gRPC one.
+spans from OpenTelemetry's psycopg instrumentation (:func:`instrument_database`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Kafka handlers of the recommendations: decode the event, count it in the consumer's transaction.
+"""Kafka handlers of the recommendations: decode the event, hand it to the domain.
 
 ``orders.order-placed.v1``: every pair of distinct products in the order is
-counted once more, on the connection of the consumer's transaction (the one
+counted once more, on the unit of work of the consumer's transaction (the one
 that also records the event id), so a redelivered event counts once. An event
 that breaks the contracts' rules (a negative quantity, a missing id...) counts
 nothing: it goes to the dead-letter topic with the reason.
@@ -10,33 +10,42 @@ nothing: it goes to the dead-letter topic with the reason.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
-from emporium.contracts import manifest
 from emporium.contracts.events import order_placed_violations
 from emporium.events.v1 import order_events_pb2
+from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import InvalidArgument, describe_violations
-from emporium.kit.kafka import ConsumedEvent, PoisonMessage, parse_event
-from emporium.recommendations.domain import CoPurchaseLedger, record_order
+from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
+from emporium.recommendations import domain, messages
+from emporium.recommendations.repository import PostgresCoPurchaseLedger
+from emporium.recommendations.topics import Topics
 
 log = logging.getLogger(__name__)
 
-# The topic name comes from the system manifest (docs/manifest.md).
-ORDER_PLACED_TOPIC = manifest.system().topic("order-placed").name
+
+def decode_order_placed(payload: bytes) -> domain.PlacedOrder:
+    """The order in an ``orders.order-placed.v1`` payload, or PoisonMessage."""
+    message = parse_event(order_events_pb2.OrderPlaced, payload)
+    if violations := order_placed_violations(message):
+        raise PoisonMessage(f"invalid OrderPlaced: {describe_violations(violations)}")
+    return messages.placed_order_from_wire(message)
 
 
-class OrderPlacedHandler:
-    def __init__(self, ledger_on: Callable[[Any], CoPurchaseLedger]) -> None:
-        self._ledger_on = ledger_on
+async def count_placed_order(ledger: domain.CoPurchaseLedger, payload: bytes) -> int:
+    """Decodes the event and counts its pairs; PoisonMessage for an impossible order."""
+    placed = decode_order_placed(payload)
+    try:
+        pairs = await domain.record_order(ledger, placed.order_id, placed.product_ids)
+    except InvalidArgument as error:
+        raise PoisonMessage(f"impossible OrderPlaced: {error}") from error
+    log.debug("order counted", extra={"order_id": placed.order_id, "pairs_incremented": pairs})
+    return pairs
 
-    async def __call__(self, event: ConsumedEvent, conn: Any) -> None:
-        placed = parse_event(order_events_pb2.OrderPlaced, event.value)
-        if violations := order_placed_violations(placed):
-            raise PoisonMessage(f"invalid OrderPlaced: {describe_violations(violations)}")
-        product_ids = [item.product_id for item in placed.items]
-        try:
-            pairs = await record_order(self._ledger_on(conn), placed.order_id, product_ids)
-        except InvalidArgument as error:
-            raise PoisonMessage(f"impossible OrderPlaced: {error}") from error
-        log.debug("order counted", extra={"order_id": placed.order_id, "pairs_incremented": pairs})
+
+def handlers(topics: Topics) -> dict[str, Handler]:
+    """The consumer's handlers, by topic."""
+
+    async def order_placed(event: ConsumedEvent, conn: UnitOfWork) -> None:
+        await count_placed_order(PostgresCoPurchaseLedger(conn), event.value)
+
+    return {topics.order_placed: order_placed}

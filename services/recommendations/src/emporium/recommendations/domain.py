@@ -28,6 +28,14 @@ class Recommendation:
     score: int
 
 
+@dataclass(frozen=True)
+class PlacedOrder:
+    """A placed order as the recommendations see it: which products were bought together."""
+
+    order_id: str
+    product_ids: tuple[str, ...]
+
+
 class RecommendationRepository(Protocol):
     async def top_co_purchased(self, product_id: str, limit: int) -> list[Recommendation]:
         """By count descending, then product id."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import grpc
 
-from emporium.recommendations.domain import Recommendations
+from emporium.recommendations import domain, messages
 from emporium.recommendations.v1 import recommendations_pb2, recommendations_pb2_grpc
 
 SERVICE_NAME = recommendations_pb2.DESCRIPTOR.services_by_name["RecommendationService"].full_name
 
 
 class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServicer):
-    def __init__(self, recommendations: Recommendations) -> None:
+    def __init__(self, recommendations: domain.Recommendations) -> None:
         self._recommendations = recommendations
 
     async def ListRecommendations(
@@ -23,8 +23,5 @@ class RecommendationServicer(recommendations_pb2_grpc.RecommendationServiceServi
             request.product_id, request.max_results
         )
         return recommendations_pb2.ListRecommendationsResponse(
-            recommendations=[
-                recommendations_pb2.Recommendation(product_id=r.product_id, score=r.score)
-                for r in found
-            ]
+            recommendations=[messages.recommendation_to_wire(r) for r in found]
         )

@@ -1,4 +1,4 @@
-"""The recommendations' composition root: settings, database, handlers, gRPC, consumer.
+"""Composition root of the recommendations: settings, database, gRPC API, consumer, runtime.
 
 ``emporium-recommendations`` serves; ``emporium-recommendations migrate``
 applies the migrations.
@@ -6,30 +6,33 @@ applies the migrations.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from emporium.kit.config import load_settings
 from emporium.kit.db import migrate_command
 from emporium.kit.service import Service, run_cli
-from emporium.recommendations.consumers import ORDER_PLACED_TOPIC, OrderPlacedHandler
-from emporium.recommendations.domain import Recommendations
+from emporium.recommendations import consumers, domain
 from emporium.recommendations.grpc_api import SERVICE_NAME, RecommendationServicer
-from emporium.recommendations.repository import (
-    MIGRATIONS_DIR,
-    PostgresCoPurchaseLedger,
-    PostgresRecommendationRepository,
-)
+from emporium.recommendations.repository import PostgresRecommendationRepository
 from emporium.recommendations.settings import RecommendationsSettings
-from emporium.recommendations.v1 import recommendations_pb2_grpc
+from emporium.recommendations.topics import Topics
+from emporium.recommendations.v1.recommendations_pb2_grpc import (
+    add_RecommendationServiceServicer_to_server,
+)
 
 NAME = "recommendations"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-async def serve(settings: RecommendationsSettings) -> None:
+async def build(settings: RecommendationsSettings, topics: Topics | None = None) -> Service:
+    """Wires the service; ``await service.run()`` serves until SIGTERM or ``request_stop()``."""
+    topics = topics or Topics()
     service = Service(NAME, settings)
     database = await service.database(settings, MIGRATIONS_DIR)
 
-    recommendations = Recommendations(PostgresRecommendationRepository(database))
+    recommendations = domain.Recommendations(PostgresRecommendationRepository(database))
     service.add_grpc_service(
-        recommendations_pb2_grpc.add_RecommendationServiceServicer_to_server,
+        add_RecommendationServiceServicer_to_server,
         RecommendationServicer(recommendations),
         SERVICE_NAME,
     )
@@ -37,18 +40,19 @@ async def serve(settings: RecommendationsSettings) -> None:
     # The producer only publishes to the dead-letter topic of what is consumed.
     producer = await service.producer(settings)
     service.add_consumer(
-        "order-placed-consumer",
-        settings,
-        database,
-        {ORDER_PLACED_TOPIC: OrderPlacedHandler(PostgresCoPurchaseLedger)},
-        producer,
+        "order-placed-consumer", settings, database, consumers.handlers(topics), producer
     )
+    return service
+
+
+async def serve() -> None:
+    service = await build(load_settings(RecommendationsSettings))
     await service.run()
 
 
 def main() -> None:
-    run_cli(
-        NAME,
-        serve=lambda: serve(load_settings(RecommendationsSettings)),
-        commands={"migrate": migrate_command(NAME, MIGRATIONS_DIR)},
-    )
+    run_cli(NAME, serve=serve, commands={"migrate": migrate_command(NAME, MIGRATIONS_DIR)})
+
+
+if __name__ == "__main__":
+    main()

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from emporium.kit.db import Database, Executor
+from emporium.kit.db import Database, UnitOfWork
 from emporium.recommendations.domain import Recommendation
-
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class PostgresRecommendationRepository:
+    """:class:`domain.RecommendationRepository` on the service's pool."""
+
     def __init__(self, database: Database) -> None:
         self._pool = database
 
@@ -26,9 +25,9 @@ class PostgresRecommendationRepository:
 
 
 class PostgresCoPurchaseLedger:
-    """Writes on a connection inside the consumer's transaction."""
+    """:class:`domain.CoPurchaseLedger` on the unit of work of one consumer transaction."""
 
-    def __init__(self, conn: Executor) -> None:
+    def __init__(self, conn: UnitOfWork) -> None:
         self._conn = conn
 
     async def mark_order_counted(self, order_id: str) -> bool:

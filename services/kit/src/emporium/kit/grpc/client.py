@@ -47,6 +47,8 @@ import pybreaker
 from google.rpc import error_details_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from emporium.kit import errors, metrics
 from emporium.kit.config import Downstream
@@ -57,7 +59,7 @@ from emporium.kit.grpc.breaker import (
     BreakerOpen,
     BreakerRegistry,
 )
-from emporium.kit.grpc.interceptors import client_interceptors, split_method
+from emporium.kit.grpc.interceptors import split_method
 from emporium.kit.health import HealthRegistry
 
 log = logging.getLogger(__name__)
@@ -168,11 +170,10 @@ class DownstreamClient:
         self.name = downstream.name
         self.budget_seconds = downstream.timeout_ms / 1000
         self.max_retries = max_retries
-        self.channel = grpc.aio.insecure_channel(
-            downstream.addr,
-            options=list(channel_options),
-            interceptors=client_interceptors(downstream.name, tracer_provider),
-        )
+        # No channel interceptors: call() does the span and the attempt count itself.
+        self.channel = grpc.aio.insecure_channel(downstream.addr, options=list(channel_options))
+        self._tracer = trace.get_tracer("emporium.kit.grpc.client", tracer_provider=tracer_provider)
+        self._attempt_counters: dict[tuple[str, str], Any] = {}
         self.breaker = AsyncCircuitBreaker(
             downstream.name,
             fail_max=downstream.breaker_fail_max,
@@ -238,6 +239,7 @@ class DownstreamClient:
         metadata: Sequence[tuple[str, str | bytes]] | None,
     ) -> T:
         deadline_at = time.monotonic() + timeout_s
+        full_method = _full_method(method, name)
         # A timeout cut short by the caller's own deadline says nothing about
         # the callee: running out of it does not count against the breaker.
         caller_limited = timeout_s < self.budget_seconds
@@ -253,7 +255,7 @@ class DownstreamClient:
                     f"{self.name} unavailable: {open_error}", self.name
                 ) from open_error
             try:
-                response = await method(request, timeout=left, metadata=metadata)
+                response = await self._attempt(method, full_method, request, left, metadata)
             except grpc.RpcError as rpc_error:
                 code = rpc_error.code()
                 if code in ANSWER_CODES:
@@ -293,6 +295,63 @@ class DownstreamClient:
             self.answered_at = time.monotonic()
             admission.succeeded()
             return response
+
+    async def _attempt(
+        self,
+        method: Callable[..., Awaitable[T]],
+        full_method: tuple[str, str, str],
+        request: Any,
+        seconds: float,
+        metadata: Sequence[tuple[str, str | bytes]] | None,
+    ) -> T:
+        """One attempt on the wire: its CLIENT span, trace context in its metadata, its count.
+
+        The span has the name and attributes of OpenTelemetry's gRPC client
+        instrumentation (``/pkg.Service/Method``, ``rpc.system``,
+        ``rpc.service``, ``rpc.method``, ``rpc.grpc.status_code``; error status
+        and the exception on failure); started here with the OpenTelemetry API
+        instead of through channel interceptors, which cost more than the rest
+        of the call's Python work (docs/decisions/overload.md).
+        """
+        path, service, rpc_method = full_method
+        with self._tracer.start_as_current_span(
+            path,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.grpc.status_code": 0,
+                "rpc.method": rpc_method,
+                "rpc.service": service,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            sent = [*metadata, *carrier.items()] if metadata else list(carrier.items())
+            try:
+                response = await method(request, timeout=seconds, metadata=sent)
+            except grpc.RpcError as error:
+                code = error.code()
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                span.set_status(Status(StatusCode.ERROR, f"{code.name}: {error.details()}"))
+                span.record_exception(error)
+                self._attempt_counter(rpc_method, code.name).inc()
+                raise
+            except asyncio.CancelledError:
+                self._attempt_counter(rpc_method, "CANCELLED").inc()
+                raise
+            self._attempt_counter(rpc_method, "OK").inc()
+            return response
+
+    def _attempt_counter(self, rpc_method: str, code: str) -> Any:
+        key = (rpc_method, code)
+        counter = self._attempt_counters.get(key)
+        if counter is None:
+            counter = self._attempt_counters[key] = metrics.RPC_CLIENT_ATTEMPTS.labels(
+                self.name, rpc_method, code
+            )
+        return counter
 
     async def check_health(self) -> str:
         """Background check: the downstream's grpc.health.v1.Health/Check."""
@@ -373,6 +432,16 @@ def _backoff(attempt: int) -> float:
     """Jittered exponential backoff before retry number ``attempt``."""
     ceiling = BACKOFF_BASE_SECONDS * (2 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _full_method(method: Any, name: str) -> tuple[str, str, str]:
+    """('/pkg.Service/Method', 'pkg.Service', 'Method') of a stub's multicallable."""
+    raw = getattr(method, "_method", None)
+    if raw is None:
+        return f"/unknown/{name}", "unknown", name
+    path = raw.decode() if isinstance(raw, bytes) else str(raw)
+    service, rpc_method = split_method(path)
+    return path, service, rpc_method
 
 
 def _method_name(method: Any) -> str:

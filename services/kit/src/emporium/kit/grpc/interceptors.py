@@ -1,4 +1,4 @@
-"""Server and client interceptors of the kit.
+"""The kit's gRPC server interceptors (the client side is in :mod:`.client`, without interceptors).
 
 The server side is one interceptor, :class:`KitServerInterceptor`, that does
 for each unary-unary RPC, in this order:
@@ -365,41 +365,3 @@ def server_interceptors(
         tracer_provider=tracer_provider, sampler=sampler, check_deadline=False
     )
     return [kit, *extra, DeadlineInterceptor()]
-
-
-# --- client side ------------------------------------------------------------
-
-
-class ClientMetricsInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Counts every attempt that goes on the wire (retries included), by code."""
-
-    def __init__(self, downstream: str) -> None:
-        self._downstream = downstream
-
-    async def intercept_unary_unary(
-        self,
-        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        call = await continuation(client_call_details, request)
-        service, method = split_method(client_call_details.method)
-        if is_quiet(service):
-            return call
-        try:
-            code = await call.code()
-        except asyncio.CancelledError:
-            metrics.RPC_CLIENT_ATTEMPTS.labels(self._downstream, method, "CANCELLED").inc()
-            raise
-        metrics.RPC_CLIENT_ATTEMPTS.labels(self._downstream, method, code.name).inc()
-        return call
-
-
-def client_interceptors(downstream: str, tracer_provider: Any = None) -> list[Any]:
-    """Telemetry (client span, W3C trace context in metadata) then attempt metrics."""
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
-
-    telemetry = aio_client_interceptors(
-        tracer_provider=tracer_provider, filter_=filters.negate(filters.health_check())
-    )
-    return [*telemetry, ClientMetricsInterceptor(downstream)]

@@ -1,6 +1,6 @@
 """Run the Pulumi program, or one component, under Pulumi's mocks: no CLI, no
-plugins, no cloud. Used by the unit tests and by ``python -m emporium.infra.testing``
-which prints what each stack would create.
+plugins, no cloud. Used by the unit tests and by ``uv run python tests/harness.py
+[stack...]`` (in ``infra/``), which prints what each stack would create.
 """
 
 from __future__ import annotations
