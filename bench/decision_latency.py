@@ -72,9 +72,9 @@ async def run_rate(base_url: str, rate: float, seconds: float, settle: float) ->
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as client:
         products = (await client.get("/api/products", params={"page_size": 50})).json()["products"]
-        in_stock = [p["product_id"] for p in products if p["stock_available"] > 1000]
+        in_stock = [p["product_id"] for p in products if p["stock_available"] > 100]
         if not in_stock:
-            raise SystemExit("no product with more than 1000 units in stock: reseed the catalog")
+            raise SystemExit("no product with more than 100 units in stock: reseed the catalog")
         started: dict[str, float] = {}
         statuses: Counter[str] = Counter()
         tasks = []

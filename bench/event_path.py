@@ -190,7 +190,7 @@ def trace_everything(queries: bool) -> None:
     set_query_tracing(queries)
 
 
-async def bench_consumer(events: int) -> None:
+async def bench_consumer(events: int, batch_size: int) -> None:
     async with Scratch() as scratch:
         await migrate(scratch.url, FRAUD_MIGRATIONS)
         placed_topic = await scratch.topic("order-placed")
@@ -217,7 +217,12 @@ async def bench_consumer(events: int) -> None:
                 Topics(order_placed=placed_topic, fraud_decision_made=decision_topic)
             )
             consumer = IdempotentConsumer(
-                settings, database, handlers, producer, group_id=f"bench-{uuid.uuid4().hex[:8]}"
+                settings,
+                database,
+                handlers,
+                producer,
+                group_id=f"bench-{uuid.uuid4().hex[:8]}",
+                batch_size=batch_size,
             )
             lag: list[float] = []
             stop = asyncio.Event()
@@ -238,7 +243,10 @@ async def bench_consumer(events: int) -> None:
             await producer.stop()
             await database.close()
     print(f"consumer: {events} queued order-placed events decided in {took:.2f} s")
-    print(f"consumer: {events / took:,.0f} events/s per process ({decisions} decisions stored)")
+    print(
+        f"consumer: {events / took:,.0f} events/s per process ({decisions} decisions stored,"
+        f" up to {batch_size} events a poll)"
+    )
     print(
         f"consumer: event-loop lag median {statistics.median(lag):.1f} ms,"
         f" p99 {percentile(lag, 0.99):.1f} ms, max {max(lag):.1f} ms"
@@ -250,6 +258,9 @@ def main() -> None:
     parser.add_argument("what", choices=["relay", "consumer"])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=500, help="relay batch size")
+    parser.add_argument(
+        "--consumer-batch", type=int, default=500, help="consumer: events per poll at most"
+    )
     parser.add_argument(
         "--trace",
         choices=["off", "spans", "spans+queries"],
@@ -263,7 +274,7 @@ def main() -> None:
     if args.what == "relay":
         asyncio.run(bench_relay(args.events, args.batch_size))
     else:
-        asyncio.run(bench_consumer(args.events))
+        asyncio.run(bench_consumer(args.events, args.consumer_batch))
 
 
 if __name__ == "__main__":

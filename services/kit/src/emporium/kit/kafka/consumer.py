@@ -57,7 +57,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka import Message as KafkaMessage
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -323,22 +322,27 @@ class IdempotentConsumer:
 
     # -- the loop ----------------------------------------------------------
 
-    async def _consume(self, seconds: float) -> list[ConsumedEvent]:
-        """One poll on the consumer's thread: up to ``batch_size`` events, in partition order."""
-        consumer, thread = self._consumer, self._thread
-        assert consumer is not None
-        assert thread is not None
-        messages: list[KafkaMessage] = await thread.call(
-            consumer.consume, self._batch_size, seconds
-        )
-        events = []
-        for message in messages:
+    def _consume_on_thread(
+        self, consumer: Consumer, seconds: float
+    ) -> tuple[list[ConsumedEvent], list[KafkaError]]:
+        """On the consumer's thread: one ``consume`` and the events it returned, decoded there."""
+        events: list[ConsumedEvent] = []
+        errors: list[KafkaError] = []
+        for message in consumer.consume(self._batch_size, seconds):
             error = message.error()
             if error is None:
                 events.append(ConsumedEvent.from_message(message))
-                continue
-            if error.code() == KafkaError._PARTITION_EOF:
-                continue
+            elif error.code() != KafkaError._PARTITION_EOF:
+                errors.append(error)
+        return events, errors
+
+    async def _consume(self, seconds: float) -> list[ConsumedEvent]:
+        """One poll: up to ``batch_size`` events, in partition order (decoded off the loop)."""
+        consumer, thread = self._consumer, self._thread
+        assert consumer is not None
+        assert thread is not None
+        events, errors = await thread.call(self._consume_on_thread, consumer, seconds)
+        for error in errors:
             self.last_error = f"{error.name()}: {error.str()}"
             if error.fatal():
                 raise KafkaException(error)
