@@ -14,6 +14,7 @@ produces a topic of its own and consumes one of the system's, then:
 - the infrastructure's component, stack, contract and CDK Terrain tests pass,
   and under Pulumi's mocks every stack gives the service its PostgreSQL
   cluster and a Kafka user allowed exactly its topics;
+- the local runner's environment for it follows docs/configuration.md;
 - `make images` would build it; `copier update` brings a template change into it.
 
 Tools come from `make setup` (the clone links this checkout's `.cache/bin`
@@ -194,6 +195,18 @@ def test_its_own_tests_pass_on_the_real_postgres_and_kafka(generated: Path) -> N
     ).stdout
     # Unit tests of the domain, gRPC, health, the produced and the consumed topic.
     assert len(re.findall(r"::test_", service_tests)) >= 9, service_tests
+
+
+def test_the_local_runner_gives_it_its_environment(generated: Path) -> None:
+    """The runner's environment for every manifest service (ports, DATABASE_URL,
+    Kafka, consumer group) follows docs/configuration.md; its state stays in the clone."""
+    done = run(
+        generated,
+        *("uv", "run", "--frozen", "pytest", "-p", "no:cacheprovider", "-q", "-rA", "-m", "unit"),
+        "tests/platform",
+    )
+    assert f"test_env_follows_the_contract[{NAME}]" in done.stdout
+    assert not re.search(r"skipped|failed|error", done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("helm", ["helm3", "helm4"])
