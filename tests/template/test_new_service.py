@@ -174,8 +174,9 @@ def test_lint_and_the_protos_drift_check_pass(generated: Path) -> None:
 
 def test_its_own_tests_pass_on_the_real_postgres_and_kafka(generated: Path) -> None:
     env = {
-        "EMPORIUM_STATE_DIR": str(ROOT / ".run"),
-        "EMPORIUM_CACHE_DIR": str(ROOT / ".cache"),
+        # This checkout's platform (the one the test stage started), not a new one.
+        "EMPORIUM_STATE_DIR": os.environ.get("EMPORIUM_STATE_DIR") or str(ROOT / ".run"),
+        "EMPORIUM_CACHE_DIR": os.environ.get("EMPORIUM_CACHE_DIR") or str(ROOT / ".cache"),
         "EMPORIUM_REQUIRE_PLATFORM": "1",
     }
     done = run(
