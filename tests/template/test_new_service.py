@@ -205,6 +205,7 @@ def test_the_local_runner_gives_it_its_environment(generated: Path) -> None:
         generated,
         *("uv", "run", "--frozen", "pytest", "-p", "no:cacheprovider", "-q", "-rA", "-m", "unit"),
         "tests/platform",
+        env={"EMPORIUM_STATE_DIR": str(generated / ".run")},
     )
     assert f"test_env_follows_the_contract[{NAME}]" in done.stdout
     assert not re.search(r"skipped|failed|error", done.stdout.strip().splitlines()[-1])
