@@ -5,7 +5,7 @@ PLATFORM := python3 scripts/platformctl.py
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: bootstrap
 bootstrap: ## Install uv and the locked Python workspace
@@ -18,6 +18,13 @@ setup: ## Install and build every tool the tests need (the first stage of make t
 .PHONY: protos
 protos: bootstrap ## Regenerate Python code from protos/
 	@uv run --frozen scripts/protos.sh
+
+.PHONY: new-service
+new-service: bootstrap ## New service from the template: NAME=x [DATABASE=no] [PRODUCES=yes] [CONSUMES=key,...]
+	@test -n "$(NAME)" || { echo "usage: make new-service NAME=<name> [DATABASE=no] [PRODUCES=yes] [CONSUMES=<topic-key>,...] [DESCRIPTION='...']" >&2; exit 2; }
+	@uv run --frozen python scripts/new_service.py "$(NAME)" \
+	  $(if $(filter no,$(DATABASE)),--no-database) $(if $(filter yes,$(PRODUCES)),--produces) \
+	  $(if $(CONSUMES),--consumes "$(CONSUMES)") $(if $(DESCRIPTION),--description "$(DESCRIPTION)")
 
 .PHONY: lint
 lint: bootstrap ## ruff, mypy, buf lint, buf breaking, generated-code drift

@@ -45,4 +45,7 @@ stage "end-to-end, browser and degradation tests" pytest_run tests/e2e -q
 stage "observability (traces, Prometheus, rules, dashboards)" scripts/test-observability.sh
 stage "chart and images" scripts/test-chart.sh
 stage "infrastructure" scripts/test-infra.sh
+# make new-service in a throwaway clone of HEAD: lint, its tests on the
+# platform above, chart and infrastructure with it (tests/template).
+stage "new-service template" pytest_run tests/template -q --durations=10
 report

@@ -22,7 +22,7 @@ import pytest
 from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.testing.pytest_plugin import refuse_connections
 
-from .conftest import System, platform, wait_until
+from .conftest import SYSTEM, System, platform, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -291,7 +291,8 @@ def test_catalog_database_down(system: System, restore: list[str]) -> None:
     asyncio.run(refuse_connections(admin_dsn, name))
     try:
         wait_until(lambda: not system.ready("catalog"), 10, what="catalog unready")
-        with grpc.insecure_channel("127.0.0.1:20061") as channel:
+        catalog_port = SYSTEM.service("catalog").ports.grpc
+        with grpc.insecure_channel(f"127.0.0.1:{catalog_port}") as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
             with pytest.raises(grpc.RpcError) as refused:
                 stub.GetProduct(catalog_pb2.GetProductRequest(product_id=product_id), timeout=5)

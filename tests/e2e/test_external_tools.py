@@ -11,17 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, System
+from .conftest import ROOT, SYSTEM, System
 
 pytestmark = pytest.mark.e2e
 
-GRPC_PORTS = {
-    "catalog": 20061,
-    "recommendations": 20062,
-    "orders": 20063,
-    "fraud": 20064,
-    "gateway": 20065,
-}
+GRPC_PORTS = {s.name: s.ports.grpc for s in SYSTEM.services.values()}
 SERVICES = {
     "catalog": "emporium.catalog.v1.CatalogService",
     "recommendations": "emporium.recommendations.v1.RecommendationService",

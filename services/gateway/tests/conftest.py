@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from emporium.gateway.cache import TTLCache
-from emporium.gateway.http_api import build_app
-from emporium.gateway.model import (
+from emporium.gateway.domain import (
+    Budgets,
     CheckoutRequest,
     Money,
     Order,
@@ -29,8 +29,9 @@ from emporium.gateway.model import (
     PlacedOrder,
     Product,
     ProductList,
+    Storefront,
 )
-from emporium.gateway.storefront import Budgets, Storefront
+from emporium.gateway.http_api import build_app
 from emporium.kit.errors import NotFound
 from emporium.testing.pytest_plugin import eventually, free_port
 

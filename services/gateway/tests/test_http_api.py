@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
+from emporium.gateway.domain import Budgets, Storefront
 from emporium.gateway.http_api import build_app
-from emporium.gateway.storefront import Budgets, Storefront
 from emporium.kit.errors import (
     DeadlineExceeded,
     FailedPrecondition,

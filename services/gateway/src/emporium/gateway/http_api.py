@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from emporium.gateway import metrics, validation
-from emporium.gateway.storefront import Storefront
+from emporium.gateway.domain import Storefront
 from emporium.kit.errors import (
     AlreadyExists,
     DeadlineExceeded,

@@ -12,26 +12,29 @@ while browsing keeps working.
 from __future__ import annotations
 
 from emporium.gateway.cache import TTLCache
-from emporium.gateway.grpc_clients import GrpcCatalog, GrpcOrders, GrpcRecommendations
+from emporium.gateway.clients import CatalogClient, OrdersClient, RecommendationsClient
+from emporium.gateway.domain import Budgets, Storefront
 from emporium.gateway.http_api import build_app
 from emporium.gateway.settings import GatewaySettings
-from emporium.gateway.storefront import Budgets, Storefront
 from emporium.kit.config import downstream, load_settings
 from emporium.kit.service import Service, run_cli
 
+NAME = "gateway"
 #: Products kept in the read cache at most; product lists (pages) at most.
 PRODUCT_CACHE_ENTRIES = 10_000
 LIST_CACHE_ENTRIES = 1_000
 
 
-def build_storefront(settings: GatewaySettings, service: Service) -> Storefront:
-    """Wires the downstream clients (closed by the service on shutdown) and caches."""
-    return Storefront(
-        GrpcCatalog(service.client(downstream(settings, "catalog"), critical=True)),
-        GrpcRecommendations(
+async def build(settings: GatewaySettings) -> Service:
+    """Wires the service; ``await service.run()`` serves until SIGTERM or ``request_stop()``."""
+    service = Service(NAME, settings)
+    # The downstream clients are closed by the service on shutdown.
+    storefront = Storefront(
+        CatalogClient(service.client(downstream(settings, "catalog"), critical=True)),
+        RecommendationsClient(
             service.client(downstream(settings, "recommendations"), critical=False)
         ),
-        GrpcOrders(service.client(downstream(settings, "orders"), critical=False)),
+        OrdersClient(service.client(downstream(settings, "orders"), critical=False)),
         product_cache=TTLCache("products", settings.cache_ttl_seconds, PRODUCT_CACHE_ENTRIES),
         list_cache=TTLCache("product-lists", settings.cache_ttl_seconds, LIST_CACHE_ENTRIES),
         budgets=Budgets(
@@ -40,23 +43,23 @@ def build_storefront(settings: GatewaySettings, service: Service) -> Storefront:
             recommendations=settings.recommendations_timeout_ms / 1000,
         ),
     )
-
-
-async def serve(settings: GatewaySettings) -> None:
-    service = Service("gateway", settings)
     app = build_app(
-        build_storefront(settings, service),
+        storefront,
         access_log=service.access_log,
         max_concurrent_requests=settings.http_max_concurrent_requests,
         retry_after_seconds=settings.http_retry_after_seconds,
     )
     service.add_http_app(app, settings.http_port)
+    return service
+
+
+async def serve() -> None:
+    service = await build(load_settings(GatewaySettings))
     await service.run()
 
 
 def main() -> None:
-    settings = load_settings(GatewaySettings)
-    run_cli("gateway", serve=lambda: serve(settings))
+    run_cli(NAME, serve=serve)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from emporium.contracts import limits
-from emporium.gateway.model import CheckoutRequest, OrderLine
+from emporium.gateway.domain import CheckoutRequest, OrderLine
 from emporium.kit.errors import FieldViolation, InvalidArgument
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"

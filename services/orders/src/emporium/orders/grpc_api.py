@@ -11,7 +11,7 @@ import grpc
 from emporium.orders import domain, messages
 from emporium.orders.v1 import orders_pb2, orders_pb2_grpc
 
-SERVICE_NAME = "emporium.orders.v1.OrderService"
+SERVICE_NAME = orders_pb2.DESCRIPTOR.services_by_name["OrderService"].full_name
 
 
 class OrderServicer(orders_pb2_grpc.OrderServiceServicer):

@@ -9,7 +9,7 @@ from emporium.kit.db import migrate_command
 from emporium.kit.outbox import OutboxRelay
 from emporium.kit.service import Service, run_cli
 from emporium.orders import consumers, domain
-from emporium.orders.catalog import CatalogClient
+from emporium.orders.clients import CatalogClient
 from emporium.orders.grpc_api import SERVICE_NAME, OrderServicer
 from emporium.orders.repository import PostgresOrderRepository
 from emporium.orders.settings import OrdersSettings

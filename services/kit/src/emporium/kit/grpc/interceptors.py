@@ -123,22 +123,19 @@ def status_for(error: errors.ServiceError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-async def next_unary_handler(
-    continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-    handler_call_details: grpc.HandlerCallDetails,
-) -> tuple[Any, str | None]:
-    """The next handler, and its full method name when it is unary-unary.
+def unary_method(handler: Any, handler_call_details: grpc.HandlerCallDetails) -> str | None:
+    """The full method name when ``handler`` is unary-unary, else None.
 
-    The name is None for a method the server does not know and for streaming
-    methods: server interceptors pass those through unchanged.
+    None for a method the server does not know and for streaming methods:
+    server interceptors pass those through unchanged. Synchronous on purpose:
+    it runs for every call, and a coroutine per call would cost more than it does.
     """
-    handler = await continuation(handler_call_details)
     if handler is None or handler.request_streaming or handler.response_streaming:
-        return handler, None
+        return None
     full_method = handler_call_details.method
     if isinstance(full_method, bytes):
         full_method = full_method.decode()
-    return handler, full_method
+    return full_method
 
 
 def with_behavior(handler: grpc.RpcMethodHandler, behavior: Behavior) -> grpc.RpcMethodHandler:
@@ -192,13 +189,14 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler, full_method = await next_unary_handler(continuation, handler_call_details)
+        handler = await continuation(handler_call_details)
+        full_method = unary_method(handler, handler_call_details)
         if full_method is None:
             return handler
         cached = self._wrapped.get(full_method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = with_behavior(handler, self._wrap(handler.unary_unary, full_method))
+        wrapped = with_behavior(handler, self._wrap(handler.unary_unary, full_method))  # type: ignore[arg-type]
         self._wrapped[full_method] = (handler, wrapped)
         return wrapped
 
@@ -335,11 +333,12 @@ class DeadlineInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler, full_method = await next_unary_handler(continuation, handler_call_details)
+        handler = await continuation(handler_call_details)
+        full_method = unary_method(handler, handler_call_details)
         if full_method is None:
             return handler
         _, method = split_method(full_method)
-        behavior: Behavior = handler.unary_unary
+        behavior: Behavior = handler.unary_unary  # type: ignore[assignment]
 
         async def bounded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             left = context.time_remaining()

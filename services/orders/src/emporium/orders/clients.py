@@ -1,4 +1,8 @@
-"""The catalog as checkout sees it: :class:`domain.Catalog` over the kit's gRPC client."""
+"""The services orders calls, behind the domain's protocols.
+
+:class:`CatalogClient` is :class:`domain.Catalog` (the catalog as checkout
+sees it) over the kit's gRPC client.
+"""
 
 from __future__ import annotations
 
