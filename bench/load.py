@@ -10,8 +10,11 @@ slowness. Latency counts from the scheduled start, so time spent waiting for
 a free client slot counts too. For each route and rate it prints the rate
 achieved (successful responses per second), p50/p99/max of the successful
 responses, every status (``timeout`` and ``error`` for requests that got no
-answer) and the CPU share of each service process (from /proc; 100% is one
-core), with the machine's load average. Figures only: nothing passes or fails.
+answer), how the responses over ``--slow-ms`` (50) spread over the seconds of
+the run (a few bad seconds or a steady tail), and the CPU share of each
+process (from /proc; 100% is one core): the services, PostgreSQL with its
+backends, Kafka, the trace collector and the load processes themselves, with
+the machine's load average. Figures only: nothing passes or fails.
 
 The gateway's read cache serves most product pages (as in production); the
 recommendations are fetched over gRPC on every page. Checkouts use fresh
@@ -24,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -36,6 +40,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("gateway", "catalog", "recommendations", "orders", "fraud")
+PLATFORM = ("kafka", "otlp-sink")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -87,6 +92,7 @@ async def drive(args: argparse.Namespace) -> None:
     host, port = url.hostname or "127.0.0.1", url.port or 80
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    slow_seconds: Counter[int] = Counter()  # slow responses by second of the run
     idle: list[Connection] = []
     slots = asyncio.Semaphore(args.connections)
 
@@ -134,7 +140,10 @@ async def drive(args: argparse.Namespace) -> None:
             idle.append(connection)
         statuses[str(status)] += 1
         if status < 300:
-            latencies.append((time.perf_counter() - scheduled) * 1000)
+            latency = (time.perf_counter() - scheduled) * 1000
+            latencies.append(latency)
+            if latency > args.slow_ms:
+                slow_seconds[int(scheduled - start)] += 1
 
     # Each process starts a fraction of an interval later, so their requests interleave.
     start = time.perf_counter() + 0.2 + interval * args.index / args.workers
@@ -155,6 +164,7 @@ async def drive(args: argparse.Namespace) -> None:
             {
                 "latencies": latencies,
                 "statuses": statuses,
+                "slow_seconds": slow_seconds,
                 "sent": count,
                 "sent_for": sent_for,
                 "elapsed": elapsed,
@@ -167,15 +177,40 @@ async def drive(args: argparse.Namespace) -> None:
 # --- the driver -------------------------------------------------------------------------
 
 
-def service_pids() -> dict[str, int]:
-    pids = {}
-    for service in SERVICES:
-        path = ROOT / ".run" / "pids" / f"{service}.pid"
-        if path.exists():
-            pid = int(path.read_text().split()[0])
-            if Path(f"/proc/{pid}").exists():
-                pids[service] = pid
+def _pid_from(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+def service_pids() -> dict[str, list[int]]:
+    """The processes whose CPU is shown: the services, then the platform's servers.
+
+    PostgreSQL counts its postmaster and every backend (each connection is a
+    process); the load processes of this run are added by the caller.
+    """
+    pids: dict[str, list[int]] = {}
+    for name in (*SERVICES, *PLATFORM):
+        pid = _pid_from(ROOT / ".run" / "pids" / f"{name}.pid")
+        if pid is not None:
+            pids[name] = [pid]
+    postmaster = _pid_from(ROOT / ".run" / "postgres" / "postmaster.pid")
+    if postmaster is not None:
+        pids["postgres"] = [postmaster, *_children(postmaster)]
     return pids
+
+
+def _children(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
 
 
 def cpu_seconds(pid: int) -> float:
@@ -184,6 +219,21 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _cpu(pids: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+    return {name: {pid: cpu_seconds(pid) for pid in group} for name, group in pids.items()}
+
+
+def _cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """A process started during the run counts in full; one that ended is missed."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items() if seconds)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for children: the load processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def loadavg() -> str:
@@ -199,7 +249,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_level(args: argparse.Namespace, route: str, rate: float, products: list[str]) -> None:
     pids = service_pids()
-    before = {service: cpu_seconds(pid) for service, pid in pids.items()}
+    before = _cpu(pids)
+    load_cpu_before = _children_cpu()
     load_before = loadavg()
     started = time.monotonic()
     workers = [
@@ -223,6 +274,8 @@ def run_level(args: argparse.Namespace, route: str, rate: float, products: list[
                 str(args.timeout),
                 "--connections",
                 str(args.connections),
+                "--slow-ms",
+                str(args.slow_ms),
                 "--products",
                 json.dumps(products),
             ],
@@ -233,11 +286,18 @@ def run_level(args: argparse.Namespace, route: str, rate: float, products: list[
     ]
     results = [json.loads(worker.communicate()[0].strip().splitlines()[-1]) for worker in workers]
     wall = time.monotonic() - started
-    cpu = {service: (cpu_seconds(pid) - before[service]) / wall for service, pid in pids.items()}
+    if "postgres" in pids:
+        pids["postgres"] = [pids["postgres"][0], *_children(pids["postgres"][0])]
+    after = _cpu(pids)
+    cpu = {name: _cpu_used(before.get(name, {}), after[name]) / wall for name in after}
+    cpu["load"] = (_children_cpu() - load_cpu_before) / wall
     latencies = [value for result in results for value in result["latencies"]]
     statuses: Counter[str] = Counter()
+    slow: Counter[str] = Counter()
     for result in results:
         statuses.update(result["statuses"])
+        slow.update(result["slow_seconds"])
+    worst = max(slow.values(), default=0)
     sent = sum(result["sent"] for result in results)
     sent_for = max(result["sent_for"] for result in results)
     elapsed = max(result["elapsed"] for result in results)
@@ -250,6 +310,8 @@ def run_level(args: argparse.Namespace, route: str, rate: float, products: list[
         f"p99 {percentile(latencies, 99):7.1f}  max {max(latencies, default=float('nan')):7.1f} ms"
         f"  (drained in {elapsed:4.1f} s)\n"
         f"          statuses {shown}\n"
+        f"          over {args.slow_ms:g} ms: {sum(slow.values())} in {len(slow)} of "
+        f"{args.seconds:g} s (worst second {worst})\n"
         f"          CPU {cpu_shown}; load average {load_before} -> {loadavg()}",
         flush=True,
     )
@@ -265,6 +327,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=5, help="client time-out, seconds")
     parser.add_argument("--connections", type=int, default=256, help="at most, per load process")
     parser.add_argument("--pause", type=float, default=3, help="seconds between rates")
+    parser.add_argument("--slow-ms", type=float, default=50, help="a slow response, ms")
     parser.add_argument("--drive", choices=["page", "checkout"], help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)

@@ -145,13 +145,26 @@ def serve(host: str, port: int, out: Path) -> tuple[grpc.Server, SpanFile, int]:
     sink = SpanFile(out)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="otlp-export"),
-        # The exporter's batches stay well under this; larger ones are refused by gRPC.
-        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        options=[
+            # The exporter's batches stay well under this; larger ones are refused by gRPC.
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            # gRPC sets SO_REUSEPORT by default: a second collector on the same
+            # port would start "fine" and the kernel would split the services'
+            # exports between the two files. Without it the second one fails.
+            ("grpc.so_reuseport", 0),
+        ],
     )
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceReceiver(sink), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio raises this when the address cannot be bound
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
+        sink.close()
+        raise OSError(
+            f"cannot listen on {host}:{port}: the port is in use"
+            " (another trace collector?); stop it or choose another --port"
+        )
     server.start()
     return server, sink, bound
 

@@ -59,6 +59,14 @@ def start(s: Settings, python: Path) -> None:
     if pid(s) is not None:
         return
     with step(f"trace collector: start on :{port()}, spans to {traces_path(s)}"):
+        if _listening():
+            # Not ours (we have no pid file): another checkout's collector or a
+            # stray one. The services' spans would go there, not to our file.
+            raise PlatformError(
+                f"port {port()} is in use by a process this checkout did not start"
+                " (another checkout's trace collector?); stop it, or give this checkout"
+                " another port with EMPORIUM_OTLP_PORT"
+            )
         started = spawn_detached(
             [
                 python,
@@ -73,7 +81,10 @@ def start(s: Settings, python: Path) -> None:
             env=os.environ,
         )
         _pid_path(s).write_text(f"{started}\n")
-        if not wait_until(_listening, 30):
+        # The collector exits at once (with the reason in its log) if it cannot bind.
+        wait_until(lambda: _listening() or not pid_alive(started), 30)
+        if not (pid_alive(started) and _listening()):
+            _pid_path(s).unlink(missing_ok=True)
             raise PlatformError(f"trace collector did not listen; log:\n{tail(_log_path(s))}")
 
 

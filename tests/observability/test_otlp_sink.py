@@ -125,6 +125,29 @@ def test_spans_exported_over_otlp_are_written_as_json_lines(sink: tuple[str, Pat
 
 
 @pytest.mark.unit
+def test_a_second_sink_on_a_taken_port_fails_at_start(
+    sink: tuple[str, Path], tmp_path: Path
+) -> None:
+    endpoint, _ = sink
+    port = endpoint.rsplit(":", 1)[1]
+    second = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "otlp_sink.py"),
+            "--port",
+            port,
+            "--out",
+            str(tmp_path / "second.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in second.stderr
+
+
+@pytest.mark.unit
 def test_trace_tree_finds_a_checkout_by_order_id_and_orders_children(tmp_path: Path) -> None:
     spans = [
         {"trace_id": "t1", "span_id": "a", "parent_span_id": None, "name": "POST /api/checkout",

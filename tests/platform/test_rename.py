@@ -41,6 +41,15 @@ def repo(tmp_path: Path) -> Path:
         "services/contracts/src/emporium/contracts/manifest.py": "EMPORIUM_STATE_DIR = 1\n",
         "services/contracts/src/emporium/catalog/v1/catalog_pb2.py": "b'\\x0eemporium'\n",
         "charts/emporium/Chart.yaml": "name: emporium\n",
+        "testing/src/emporium/testing/pytest_plugin.py": "EMPORIUM_STATE_DIR = 'emporium'\n",
+        # The service template: `make new-service` in the fork writes the fork's namespace.
+        "templates/service/services/{{name}}/src/emporium/{{name}}/main.py.jinja": (
+            "from emporium.kit.service import Service\nNAME = '{{name}}'\n"
+        ),
+        "templates/service/protos/emporium/{{name}}/v1/{{name}}.proto.jinja": (
+            "package emporium.{{name}}.v1;\n"
+        ),
+        "copier.yml": "_subdirectory: templates/service\n_message_after_copy: emporium\n",
         "README.md": "Nothing to rename here.\n",
     }
     for path, text in files.items():
@@ -79,6 +88,20 @@ def test_rename_moves_paths_and_rewrites_text_in_every_case(repo: Path) -> None:
     )
     assert (repo / "charts/zeta/Chart.yaml").read_text() == "name: zeta\n"
     assert (repo / "README.md").read_text() == "Nothing to rename here.\n"
+    assert (repo / "testing/src/zeta/testing/pytest_plugin.py").read_text() == (
+        "ZETA_STATE_DIR = 'zeta'\n"
+    )
+    template = repo / "templates/service"
+    assert (template / "services/{{name}}/src/zeta/{{name}}/main.py.jinja").read_text() == (
+        "from zeta.kit.service import Service\nNAME = '{{name}}'\n"
+    )
+    assert (template / "protos/zeta/{{name}}/v1/{{name}}.proto.jinja").read_text() == (
+        "package zeta.{{name}}.v1;\n"
+    )
+    assert (repo / "copier.yml").read_text() == (
+        "_subdirectory: templates/service\n_message_after_copy: zeta\n"
+    )
+    assert not (template / "services/{{name}}/src/emporium").exists()
     # Generated code is deleted for protos.sh to regenerate, never edited.
     assert generated == ["services/contracts/src/emporium/catalog/v1/catalog_pb2.py"]
     assert not (repo / "services/contracts/src/zeta/catalog").exists()

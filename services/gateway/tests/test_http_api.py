@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import REGISTRY
 
+from emporium.gateway.cache import TTLCache
 from emporium.gateway.domain import Budgets, Storefront
 from emporium.gateway.http_api import build_app
 from emporium.kit.errors import (
@@ -130,6 +131,35 @@ async def test_product_without_recommendations_is_still_available(
     body = (await http.get("/api/products/p4")).json()
     assert body["recommendations"] == []
     assert body["recommendations_available"] is True
+
+
+async def test_without_a_recommendations_service_the_page_says_so_without_degrading(
+    fakes: Fakes,
+) -> None:
+    """RECOMMENDATIONS_ADDR unset: the page as when recommendations are down, nothing counted."""
+    storefront = Storefront(
+        fakes.catalog,
+        None,
+        fakes.orders,
+        product_cache=TTLCache("test-products-absent", 5.0, 100),
+        list_cache=TTLCache("test-lists-absent", 5.0, 100),
+        budgets=TEST_BUDGETS,
+    )
+    labels = {"route": "/api/products/{product_id}", "dependency": "recommendations"}
+    before = metric("emporium_degraded_responses_total", labels)
+    transport = httpx.ASGITransport(app=build_app(storefront))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+        response = await http.get("/api/products/p1")
+        missing = await http.get("/api/products/nope")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["product"]["product_id"] == "p1"
+    assert body["recommendations"] == []
+    assert body["recommendations_available"] is False
+    assert fakes.recommendations.behaviour.calls == 0
+    assert metric("emporium_degraded_responses_total", labels) == before
+    # The catalog is still the page's critical part.
+    assert missing.status_code == 404
 
 
 @pytest.mark.parametrize(

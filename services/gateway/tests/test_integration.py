@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -415,6 +417,47 @@ async def test_stopped_recommendations_then_recovery(system: World) -> None:
     response, _ = await gateway.page("p2")
     assert [r["product_id"] for r in response.json()["recommendations"]] == ["p1"]
     print(f"\nrecommendations back on the page {took:.1f}s after the servicer restarted")
+
+
+async def test_a_system_without_recommendations(
+    system: World,
+    tmp_path: Path,
+    start_gateway: Callable[..., contextlib.AbstractAsyncContextManager[Any]],
+) -> None:
+    """RECOMMENDATIONS_ADDR unset (the service removed, docs/forking.md): a second real
+    gateway process serves product pages as when recommendations are down, is ready, and
+    its /healthz names only the dependencies it has."""
+    assert "RECOMMENDATIONS_ADDR" not in os.environ, "the test process must not set it"
+    calls_before = system.recs.calls
+    settings = {
+        "LOG_LEVEL": "INFO",
+        "CATALOG_ADDR": system.catalog.addr,
+        "ORDERS_ADDR": system.orders.addr,
+    }
+    async with (
+        start_gateway(settings, tmp_path / "gateway.log") as running,
+        httpx.AsyncClient(base_url=running.base_url, timeout=5) as http,
+    ):
+        gateway = Gateway(running.base_url, running.admin_url, running, http)
+        for product_id in ("p1", "p2"):
+            response, elapsed = await gateway.page(product_id)
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["product"]["product_id"] == product_id
+            assert body["recommendations"] == []
+            assert body["recommendations_available"] is False
+            assert elapsed < PAGE_BUDGET_S
+        assert (await http.get("/api/products/nope")).status_code == 404
+        health = await gateway.healthz()
+        assert set(health["dependencies"]) == {"catalog", "orders"}, health
+        assert set(health["breakers"]) == {"catalog", "orders"}, health
+        assert await gateway.ready()
+        metrics = await http.get(f"{running.admin_url}/metrics")
+        assert metrics.status_code == 200
+        assert 'dependency="recommendations"' not in metrics.text
+    assert running.exit_code == 0, running.log_tail()
+    assert "recommendations are not part of this system" in running.log_tail()
+    assert system.recs.calls == calls_before, "no call reached the recommendations servicer"
 
 
 async def test_catalog_down_is_a_clear_503_and_makes_the_gateway_unready(system: World) -> None:

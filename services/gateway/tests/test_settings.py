@@ -37,6 +37,15 @@ def test_defaults_follow_the_configuration_contract() -> None:
     assert recommendations.breaker_reset_seconds == 10
 
 
+def test_recommendations_are_optional_in_the_system() -> None:
+    """A system without the recommendations service: RECOMMENDATIONS_ADDR unset."""
+    env = {k: v for k, v in REQUIRED.items() if k != "RECOMMENDATIONS_ADDR"}
+    settings = parse_settings(GatewaySettings, env)
+    assert settings.recommendations_addr is None
+    assert settings.catalog_addr == "catalog:50051"
+    assert settings.orders_addr == "orders:50051"
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -44,6 +53,8 @@ def test_defaults_follow_the_configuration_contract() -> None:
         ({**REQUIRED, "RECOMMENDATIONS_TIMEOUT_MS": "soon"}, "RECOMMENDATIONS_TIMEOUT_MS"),
         ({**REQUIRED, "HTTP_PORT": "70000"}, "HTTP_PORT"),
         ({**REQUIRED, "CACHE_TTL_SECONDS": "0"}, "CACHE_TTL_SECONDS"),
+        # Unset means "no recommendations service"; set but empty is a mistake.
+        ({**REQUIRED, "RECOMMENDATIONS_ADDR": ""}, "RECOMMENDATIONS_ADDR"),
     ],
 )
 def test_wrong_configuration_names_the_variable(env: dict[str, str], variable: str) -> None:

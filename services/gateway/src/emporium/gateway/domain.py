@@ -224,7 +224,7 @@ class Storefront:
     def __init__(
         self,
         catalog: Catalog,
-        recommendations: Recommendations,
+        recommendations: Recommendations | None,
         orders: Orders,
         *,
         product_cache: ReadCache,
@@ -255,11 +255,22 @@ class Storefront:
 
         The catalog is critical: its errors are the page's errors. The
         recommendations are optional: when they fail, time out or their
-        breaker is open, the page comes without them and says so.
+        breaker is open, the page comes without them and says so. Without a
+        recommendations service at all (``recommendations`` is None), every
+        page comes without them and says so too, but that is the system's
+        shape, not a degradation: nothing is counted or logged.
         """
+        recommendations = self.recommendations
+        if recommendations is None:
+            with deadline_scope(self.budgets.product_page) as deadline:
+                async with _until(deadline, "catalog", "product page"):
+                    product = await self._product(product_id)
+            return ProductPage(product, [], recommendations_available=False), None
         with deadline_scope(self.budgets.product_page) as deadline:
             assert deadline is not None
-            recommended = asyncio.create_task(self._recommended(product_id, deadline))
+            recommended = asyncio.create_task(
+                self._recommended(recommendations, product_id, deadline)
+            )
             try:
                 async with _until(deadline, "catalog", "product page"):
                     product = await self._product(product_id)
@@ -287,13 +298,13 @@ class Storefront:
         return product
 
     async def _recommended(
-        self, product_id: str, deadline: float
+        self, recommendations: Recommendations, product_id: str, deadline: float
     ) -> tuple[list[Product], Degradation | None]:
         """Recommended products with names and prices, or why there are none."""
         budget = min(self.budgets.recommendations + SAFETY_MARGIN_SECONDS, _left(deadline))
         try:
             async with asyncio.timeout(max(budget, 0)):
-                ids = await self.recommendations.list_recommendations(
+                ids = await recommendations.list_recommendations(
                     product_id, self.budgets.max_recommendations
                 )
         except (ServiceError, TimeoutError) as error:

@@ -27,7 +27,11 @@ class GatewaySettings(ServiceSettings):
     catalog_breaker_fail_max: int = Field(default=5, ge=1, le=1000)
     catalog_breaker_reset_seconds: float = Field(default=10.0, gt=0, le=3600)
 
-    recommendations_addr: str = Field(min_length=1)
+    #: Unset: the system has no recommendations service (its manifest entry is
+    #: gone, or this deployment leaves it out of the gateway's ``calls``). The
+    #: product page is then served without them, and /healthz has no entry for
+    #: them. Set but empty is an error.
+    recommendations_addr: str | None = Field(default=None, min_length=1)
     recommendations_timeout_ms: int = Field(default=250, ge=1, le=60_000)
     recommendations_breaker_fail_max: int = Field(default=5, ge=1, le=1000)
     recommendations_breaker_reset_seconds: float = Field(default=10.0, gt=0, le=3600)

@@ -12,6 +12,7 @@ from emporium.kit.config import load_settings
 from emporium.kit.db import migrate_command
 from emporium.kit.service import Service, run_cli
 from emporium.recommendations import consumers, domain
+from emporium.recommendations.cache import CachedRecommendationRepository
 from emporium.recommendations.grpc_api import SERVICE_NAME, RecommendationServicer
 from emporium.recommendations.repository import PostgresRecommendationRepository
 from emporium.recommendations.settings import RecommendationsSettings
@@ -30,7 +31,9 @@ async def build(settings: RecommendationsSettings, topics: Topics | None = None)
     service = Service(NAME, settings)
     database = await service.database(settings, MIGRATIONS_DIR)
 
-    recommendations = domain.Recommendations(PostgresRecommendationRepository(database))
+    recommendations = domain.Recommendations(
+        CachedRecommendationRepository(PostgresRecommendationRepository(database))
+    )
     service.add_grpc_service(
         add_RecommendationServiceServicer_to_server,
         RecommendationServicer(recommendations),
