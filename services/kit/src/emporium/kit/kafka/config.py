@@ -23,6 +23,7 @@ default, set explicitly so it cannot be lost by a merge of options).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,17 @@ from emporium.kit.config import KafkaSettings
 LIBRDKAFKA_LOGGER = "emporium.kit.kafka.librdkafka"
 
 
+_ATTEMPT_TAIL = re.compile(r"\s*\(after \d+ms in state [A-Z_]+[^)]*\)")
+
+
 class _Repeats(logging.Filter):
     """Lets one librdkafka line through per ``interval`` seconds for the same text.
 
     While a broker is down librdkafka logs the same refused connection several
-    times a second per client; one line every 30 s says as much.
+    times a second per client; one line every 30 s says as much. librdkafka
+    ends such a line with how long the attempt took (``(after 3ms in state
+    SSL_HANDSHAKE, 4 identical error(s) suppressed)``): that tail is not part
+    of what makes two lines the same.
     """
 
     def __init__(self, interval: float = 30.0) -> None:
@@ -48,7 +55,7 @@ class _Repeats(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         # "FAIL [client#producer-1] [thrd:host:port/bootstrap]: ..." without the client's name.
-        key = text.split("]", 1)[-1]
+        key = _ATTEMPT_TAIL.sub("", text.split("]", 1)[-1])
         now = time.monotonic()
         if now - self._last.get(key, float("-inf")) < self._interval:
             return False
