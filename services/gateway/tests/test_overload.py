@@ -141,16 +141,34 @@ async def gateway(
             await server.stop(None)
 
 
+async def fill(gateway: Saturable) -> list[asyncio.Future[httpx.Response]]:
+    """Sends LIMIT product pages and waits until all of them hang on the catalog."""
+    held = [
+        asyncio.ensure_future(gateway.http.get(f"/api/products/held-{i}")) for i in range(LIMIT)
+    ]
+
+    async def full() -> bool:
+        return gateway.catalog.waiting == LIMIT
+
+    await eventually(full, 20, f"{LIMIT} product pages waiting on the catalog")
+    return held
+
+
+async def release(gateway: Saturable, held: list[asyncio.Future[httpx.Response]]) -> None:
+    """Lets the catalog answer; every held page then succeeds, in order."""
+    gateway.catalog.release.set()
+    pages = await asyncio.gather(*held)
+    assert [page.status_code for page in pages] == [200] * LIMIT
+    assert [page.json()["product"]["product_id"] for page in pages] == [
+        f"held-{i}" for i in range(LIMIT)
+    ]
+
+
 async def test_a_full_gateway_answers_503_with_retry_after_and_recovers(
     gateway: Saturable,
 ) -> None:
     http, catalog = gateway.http, gateway.catalog
-    held = [asyncio.ensure_future(http.get(f"/api/products/held-{i}")) for i in range(LIMIT)]
-
-    async def full() -> bool:
-        return catalog.waiting == LIMIT
-
-    await eventually(full, 20, f"{LIMIT} product pages waiting on the catalog")
+    held = await fill(gateway)
 
     for i in range(3):
         refused = await http.get(f"/api/products/extra-{i}")
@@ -160,12 +178,7 @@ async def test_a_full_gateway_answers_503_with_retry_after_and_recovers(
         assert refused.json()["error"]["code"] == "overloaded"
     assert catalog.waiting == LIMIT, "a refused request must not reach the catalog"
 
-    catalog.release.set()
-    pages = await asyncio.gather(*held)
-    assert [page.status_code for page in pages] == [200] * LIMIT
-    assert [page.json()["product"]["product_id"] for page in pages] == [
-        f"held-{i}" for i in range(LIMIT)
-    ]
+    await release(gateway, held)
     again = await http.get("/api/products/after")
     assert again.status_code == 200, again.text
 
@@ -184,12 +197,7 @@ async def test_overloaded_is_not_down_readiness_and_breakers_hold_while_shedding
     gateway: Saturable,
 ) -> None:
     http, catalog = gateway.http, gateway.catalog
-    held = [asyncio.ensure_future(http.get(f"/api/products/held-{i}")) for i in range(LIMIT)]
-
-    async def full() -> bool:
-        return catalog.waiting == LIMIT
-
-    await eventually(full, 20, f"{LIMIT} product pages waiting on the catalog")
+    held = await fill(gateway)
 
     async def health() -> dict[str, Any]:
         body: dict[str, Any] = (await http.get(f"{gateway.admin_url}/healthz")).json()
@@ -223,6 +231,4 @@ async def test_overloaded_is_not_down_readiness_and_breakers_hold_while_shedding
     assert readyz.status_code == 200, readyz.text
     assert catalog.waiting == LIMIT, "a refused request must not reach the catalog"
 
-    catalog.release.set()
-    pages = await asyncio.gather(*held)
-    assert [page.status_code for page in pages] == [200] * LIMIT
+    await release(gateway, held)

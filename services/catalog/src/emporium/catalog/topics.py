@@ -8,15 +8,11 @@ topic names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from emporium.contracts import manifest
 
 
-def _name(key: str) -> str:
-    return manifest.system().topic(key).name
-
-
 @dataclass(frozen=True)
 class Topics:
-    order_status_changed: str = field(default_factory=lambda: _name("order-status-changed"))
+    order_status_changed: str = manifest.topic_field("order-status-changed")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,15 @@ def load(path: Path | None = None) -> Manifest:
 def system() -> Manifest:
     """The shipped manifest, read once per process."""
     return load()
+
+
+def topic_field(key: str) -> Any:
+    """A dataclass field holding topic ``key``'s name, looked up when the object is built.
+
+    A service's ``Topics`` declares one per topic it uses, so a test (or a fork
+    running two copies side by side) can still pass names of its own.
+    """
+    return field(default_factory=lambda: system().topic(key).name)
 
 
 # --- parsing -----------------------------------------------------------------

@@ -8,17 +8,13 @@ topic names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from emporium.contracts import manifest
 
 
-def _name(key: str) -> str:
-    return manifest.system().topic(key).name
-
-
 @dataclass(frozen=True)
 class Topics:
-    order_placed: str = field(default_factory=lambda: _name("order-placed"))
-    order_status_changed: str = field(default_factory=lambda: _name("order-status-changed"))
-    fraud_decision_made: str = field(default_factory=lambda: _name("fraud-decision-made"))
+    order_placed: str = manifest.topic_field("order-placed")
+    order_status_changed: str = manifest.topic_field("order-status-changed")
+    fraud_decision_made: str = manifest.topic_field("fraud-decision-made")

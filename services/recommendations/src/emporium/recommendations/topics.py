@@ -8,15 +8,11 @@ topic names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from emporium.contracts import manifest
 
 
-def _name(key: str) -> str:
-    return manifest.system().topic(key).name
-
-
 @dataclass(frozen=True)
 class Topics:
-    order_placed: str = field(default_factory=lambda: _name("order-placed"))
+    order_placed: str = manifest.topic_field("order-placed")
