@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -47,7 +47,7 @@ from emporium.fraud.main import MIGRATIONS_DIR as FRAUD_MIGRATIONS  # noqa: E402
 from emporium.fraud.topics import Topics  # noqa: E402
 from emporium.kit.config import KafkaSettings, parse_settings  # noqa: E402
 from emporium.kit.db import Database, migrate  # noqa: E402
-from emporium.kit.kafka import EventProducer, IdempotentConsumer  # noqa: E402
+from emporium.kit.kafka import EventProducer, IdempotentConsumer, client_config  # noqa: E402
 from emporium.kit.outbox import OutboxRelay, enqueue  # noqa: E402
 from emporium.orders.v1 import orders_pb2  # noqa: E402
 
@@ -82,6 +82,10 @@ class Scratch:
     def url(self) -> str:
         return self.admin_dsn.rsplit("/", 1)[0] + "/" + self.database
 
+    def _admin(self) -> AdminClient:
+        settings = parse_settings(KafkaSettings, {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap})
+        return AdminClient(client_config(settings))
+
     async def __aenter__(self) -> Scratch:
         async with await psycopg.AsyncConnection.connect(self.admin_dsn, autocommit=True) as a:
             await a.execute(f'CREATE DATABASE "{self.database}"')
@@ -89,29 +93,24 @@ class Scratch:
 
     async def topic(self, name: str, partitions: int = 3) -> str:
         topic = f"bench.{name}.{uuid.uuid4().hex[:8]}"
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics(
-                [
-                    NewTopic(t, num_partitions=p, replication_factor=1)
-                    for t, p in ((topic, partitions), (topic + ".dlq", 1))
-                ]
-            )
-        finally:
-            await admin.close()
+        admin = self._admin()  # kept until the futures resolve
+        created = admin.create_topics(
+            [
+                NewTopic(t, num_partitions=p, replication_factor=1)
+                for t, p in ((topic, partitions), (topic + ".dlq", 1))
+            ]
+        )
+        for future in created.values():
+            await asyncio.wrap_future(future)
         self.topics += [topic, topic + ".dlq"]
         await asyncio.sleep(1.0)  # leaders elected
         return topic
 
     async def __aexit__(self, *_: Any) -> None:
         with contextlib.suppress(Exception):
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-            await admin.start()
-            try:
-                await admin.delete_topics(self.topics)
-            finally:
-                await admin.close()
+            admin = self._admin()
+            for future in admin.delete_topics(self.topics).values():
+                await asyncio.wrap_future(future)
         async with await psycopg.AsyncConnection.connect(self.admin_dsn, autocommit=True) as a:
             await a.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
@@ -159,7 +158,39 @@ async def bench_relay(events: int, batch_size: int) -> None:
     print(f"relay: {events / took:,.0f} events/s (batch size {batch_size})")
 
 
-async def bench_consumer(events: int) -> None:
+class _Discard:
+    """A span exporter that drops what it is given (the cost measured is making spans)."""
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None: ...
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def trace_everything(queries: bool) -> None:
+    """The services' tracing (SDK provider, batch processor, every trace sampled).
+
+    Spans are made and handed to the batch processor as in a service whose
+    exporter is configured; the exporter here drops them.
+    """
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from emporium.kit.db import set_query_tracing
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Discard()))  # type: ignore[arg-type]
+    trace.set_tracer_provider(provider)
+    set_query_tracing(queries)
+
+
+async def bench_consumer(events: int, batch_size: int) -> None:
     async with Scratch() as scratch:
         await migrate(scratch.url, FRAUD_MIGRATIONS)
         placed_topic = await scratch.topic("order-placed")
@@ -186,7 +217,12 @@ async def bench_consumer(events: int) -> None:
                 Topics(order_placed=placed_topic, fraud_decision_made=decision_topic)
             )
             consumer = IdempotentConsumer(
-                settings, database, handlers, producer, group_id=f"bench-{uuid.uuid4().hex[:8]}"
+                settings,
+                database,
+                handlers,
+                producer,
+                group_id=f"bench-{uuid.uuid4().hex[:8]}",
+                batch_size=batch_size,
             )
             lag: list[float] = []
             stop = asyncio.Event()
@@ -207,7 +243,10 @@ async def bench_consumer(events: int) -> None:
             await producer.stop()
             await database.close()
     print(f"consumer: {events} queued order-placed events decided in {took:.2f} s")
-    print(f"consumer: {events / took:,.0f} events/s per process ({decisions} decisions stored)")
+    print(
+        f"consumer: {events / took:,.0f} events/s per process ({decisions} decisions stored,"
+        f" up to {batch_size} events a poll)"
+    )
     print(
         f"consumer: event-loop lag median {statistics.median(lag):.1f} ms,"
         f" p99 {percentile(lag, 0.99):.1f} ms, max {max(lag):.1f} ms"
@@ -218,13 +257,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("what", choices=["relay", "consumer"])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=100, help="relay batch size")
+    parser.add_argument("--batch-size", type=int, default=500, help="relay batch size")
+    parser.add_argument(
+        "--consumer-batch", type=int, default=500, help="consumer: events per poll at most"
+    )
+    parser.add_argument(
+        "--trace",
+        choices=["off", "spans", "spans+queries"],
+        default="off",
+        help="record spans as a traced service does (spans+queries: DATABASE_TRACE_QUERIES=true)",
+    )
     args = parser.parse_args()
+    if args.trace != "off":
+        trace_everything(queries=args.trace == "spans+queries")
     print("$ uv run python bench/event_path.py " + shlex.join(sys.argv[1:]))
     if args.what == "relay":
         asyncio.run(bench_relay(args.events, args.batch_size))
     else:
-        asyncio.run(bench_consumer(args.events))
+        asyncio.run(bench_consumer(args.events, args.consumer_batch))
 
 
 if __name__ == "__main__":

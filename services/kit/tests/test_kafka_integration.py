@@ -18,8 +18,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
+from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, ServiceSettings, parse_settings
 from emporium.kit.db import Database, UnitOfWork
 from emporium.kit.health import HealthRegistry
@@ -29,9 +29,11 @@ from emporium.kit.kafka import (
     IdempotentConsumer,
     PoisonMessage,
 )
+from emporium.kit.outbox import enqueue
 from emporium.kit.service import Service
 from emporium.testing.pytest_plugin import (
     RunningService,
+    committed_offsets,
     open_database,
     refuse_connections,
     service_env,
@@ -176,6 +178,47 @@ async def test_a_batch_commits_together_and_a_poison_message_does_not_hold_it_ba
     assert transactions < 30, f"{transactions} transactions for 59 events"
 
 
+async def test_outbox_rows_enqueued_by_a_batch_are_written_in_order_and_a_reused_id_is_set_apart(
+    kafka_settings: KafkaSettings,
+    effects_pool: Database,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+) -> None:
+    """Handlers that enqueue events in a batch: one outbox statement, the order kept.
+
+    The third event enqueues an event id the first one already used: the
+    outbox refuses it, the batch is undone and applied again isolated; the
+    other events and their outbox rows commit, the third goes to the DLQ.
+    """
+    topic = await topic_factory("outbox-batch", partitions=1)
+
+    async def emit(event: ConsumedEvent, conn: UnitOfWork) -> None:
+        await record_effect(event, conn)
+        reused = event.value == b"reuse"
+        await enqueue(
+            conn,
+            topic="downstream",
+            key="k",
+            message=OrderPlaced(order_id=event.event_id),
+            event_id="out-b0" if reused else f"out-{event.event_id}",
+        )
+
+    for i in range(6):
+        value = b"reuse" if i == 3 else b"x"
+        await producer.send(topic, "k", value, {"event-id": f"b{i}"})
+    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: emit}, max_attempts=1)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await until(lambda: _counted(consumer, processed=5, dead_lettered=1))
+    finally:
+        await consumer.stop()
+        await task
+
+    rows = await effects_pool.fetch("SELECT event_id FROM outbox ORDER BY id")
+    assert [r["event_id"] for r in rows] == ["out-b0", "out-b1", "out-b2", "out-b4", "out-b5"]
+    assert sorted(e for e, _ in await effects(effects_pool)) == ["b0", "b1", "b2", "b4", "b5"]
+
+
 async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(
     kafka_settings: KafkaSettings,
     effects_pool: Database,
@@ -240,7 +283,9 @@ async def test_a_failing_message_goes_to_the_dlq_after_bounded_attempts_and_cons
         await consumer.stop()
         await task
 
-    assert attempts == {"e1": 1, "e2": 3, "e3": 1, "e4": 1}
+    # The poll's batch ran e1 and e2 in one transaction; e2 failed, so e1 ran
+    # again (isolated) after the rollback: its effect still happens once.
+    assert attempts == {"e1": 2, "e2": 3, "e3": 1, "e4": 1}
     assert [e for e, _ in await effects(effects_pool)] == ["e1", "e4"]
     dead = await read_topic(f"{topic}.dlq", expected=2)
     assert len(dead) == 2
@@ -600,13 +645,7 @@ async def _effect_count_at_least(pool: Database, n: int) -> bool:
 
 
 async def _committed_offset(bootstrap: str, group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+    return sum((await committed_offsets(bootstrap, group, topic)).values())
 
 
 async def _child(database_url: str, bootstrap: str, topic: str, group: str) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ssl
-from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Message, Producer
 
 from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, parse_settings
@@ -16,15 +15,12 @@ from emporium.kit.kafka import (
     IdempotentConsumer,
     PoisonMessage,
     backoff_delay,
-    client_options,
+    client_config,
     dlq_topic,
     parse_event,
 )
 
 pytestmark = pytest.mark.unit
-
-# The fields of aiokafka's ConsumerRecord that ConsumedEvent reads.
-Record = namedtuple("Record", "topic partition offset key value headers timestamp")
 
 SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -34,16 +30,16 @@ def settings(**env: str) -> KafkaSettings:
 
 
 def test_plaintext_needs_only_the_bootstrap_servers() -> None:
-    assert client_options(settings()) == {
-        "bootstrap_servers": "k1:9092,k2:9092",
-        "security_protocol": "PLAINTEXT",
-    }
+    config = client_config(settings())
+    config.pop("logger")
+
+    assert config == {"bootstrap.servers": "k1:9092,k2:9092", "security.protocol": "plaintext"}
 
 
 def test_sasl_scram_over_tls_with_a_ca_file() -> None:
     if not SYSTEM_CA.exists():
         pytest.skip(f"no CA bundle at {SYSTEM_CA} to stand in for a cluster CA")
-    options = client_options(
+    config = client_config(
         settings(
             KAFKA_SECURITY_PROTOCOL="SASL_SSL",
             KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
@@ -53,18 +49,27 @@ def test_sasl_scram_over_tls_with_a_ca_file() -> None:
         )
     )
 
-    assert options["security_protocol"] == "SASL_SSL"
-    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert options["sasl_plain_username"] == "orders"
-    assert options["sasl_plain_password"] == "s3cret"
-    context = options["ssl_context"]
-    assert isinstance(context, ssl.SSLContext)
-    assert context.verify_mode == ssl.CERT_REQUIRED
-    assert context.check_hostname
+    assert config["security.protocol"] == "sasl_ssl"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert config["sasl.username"] == "orders"
+    assert config["sasl.password"] == "s3cret"
+    assert config["ssl.ca.location"] == str(SYSTEM_CA)
+    # The broker's certificate must name the host it was reached at.
+    assert config["ssl.endpoint.identification.algorithm"] == "https"
+    # librdkafka accepts the whole configuration (it loads the CA file here).
+    Producer(config)
 
 
-def test_sasl_plaintext_has_no_tls_context() -> None:
-    options = client_options(
+def test_tls_without_a_ca_file_trusts_the_system_store() -> None:
+    config = client_config(settings(KAFKA_SECURITY_PROTOCOL="SSL"))
+
+    assert config["ssl.ca.location"] == "probe"
+    assert config["ssl.endpoint.identification.algorithm"] == "https"
+    assert "sasl.mechanism" not in config
+
+
+def test_sasl_plaintext_has_no_tls_settings() -> None:
+    config = client_config(
         settings(
             KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
             KAFKA_SASL_MECHANISM="SCRAM-SHA-256",
@@ -73,13 +78,14 @@ def test_sasl_plaintext_has_no_tls_context() -> None:
         )
     )
 
-    assert "ssl_context" not in options
-    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert "ssl.ca.location" not in config
+    assert config["sasl.mechanism"] == "SCRAM-SHA-256"
+    Producer(config)
 
 
-def test_a_missing_ca_file_fails_at_start_up(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        client_options(
+def test_a_missing_ca_file_fails_at_start_up_naming_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"^KAFKA_SSL_CA_FILE: no such file: "):
+        client_config(
             settings(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_FILE=str(tmp_path / "ca.crt"))
         )
 
@@ -87,32 +93,44 @@ def test_a_missing_ca_file_fails_at_start_up(tmp_path: Path) -> None:
 def test_producer_is_idempotent_and_waits_for_all_replicas() -> None:
     producer = EventProducer(settings(), client_id="orders")
 
-    assert producer._options["enable_idempotence"] is True
-    assert producer._options["acks"] == "all"
+    assert producer._config["enable.idempotence"] is True
+    assert producer._config["acks"] == "all"
+
+
+def test_consumer_commits_offsets_itself_and_reads_new_groups_from_the_start() -> None:
+    async def handler(event: object, conn: object) -> None: ...
+
+    consumer = IdempotentConsumer(
+        settings(), None, {"t": handler}, EventProducer(settings()), group_id="g"
+    )
+
+    assert consumer._config["enable.auto.commit"] is False
+    assert consumer._config["auto.offset.reset"] == "earliest"
 
 
 def test_consumed_event_reads_the_event_id_and_headers() -> None:
-    record = Record(
-        "orders.order-placed.v1",
-        2,
-        41,
-        b"order-7",
-        b"\x0a\x01x",
-        [("event-id", b"e-1"), ("event-type", b"emporium.events.v1.OrderPlaced")],
-        1700000000000,
+    message = Message(
+        topic="orders.order-placed.v1",
+        partition=2,
+        offset=41,
+        key=b"order-7",
+        value=b"\x0a\x01x",
+        headers=[("event-id", b"e-1"), ("event-type", b"emporium.events.v1.OrderPlaced")],
+        timestamp=(1, 1700000000000),
     )
 
-    event = ConsumedEvent.from_record(record)
+    event = ConsumedEvent.from_message(message)
 
     assert event.event_id == "e-1"
     assert event.event_type == "emporium.events.v1.OrderPlaced"
     assert event.key == "order-7"
     assert event.value == b"\x0a\x01x"
     assert (event.topic, event.partition, event.offset) == ("orders.order-placed.v1", 2, 41)
+    assert event.timestamp_ms == 1700000000000
 
 
 def test_without_an_event_id_the_coordinates_identify_the_message() -> None:
-    event = ConsumedEvent.from_record(Record("t", 0, 5, None, None, None, None))
+    event = ConsumedEvent.from_message(Message(topic="t", partition=0, offset=5))
 
     assert event.event_id == "t:0:5"
     assert event.key is None

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -22,7 +22,7 @@ from emporium.kit.db import Database, DatabaseUnavailable, UnitOfWork
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay, enqueue
-from emporium.testing.pytest_plugin import refuse_connections
+from emporium.testing.pytest_plugin import TopicReader, refuse_connections
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -87,35 +87,27 @@ class Tail:
         self.records: list[Any] = []
         self.arrived: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._reader = TopicReader(bootstrap, partitions)
 
     async def __aenter__(self) -> Tail:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
-        )
-        await self._consumer.start()
-        self._consumer.assign(self._partitions)
-        await self._consumer.seek_to_beginning(*self._partitions)
+        await self._reader.__aenter__()
         self._task = asyncio.create_task(self._run())
         return self
 
     async def _run(self) -> None:
-        assert self._consumer is not None
         while True:
-            batch = await self._consumer.getmany(timeout_ms=200)
+            records = await self._reader.read(0.2)
             now = time.monotonic()
-            for records in batch.values():
-                for record in records:
-                    self.records.append(record)
-                    event_id = dict(record.headers)["event-id"].decode()
-                    self.arrived.setdefault(event_id, now)
+            for record in records:
+                self.records.append(record)
+                event_id = dict(record.headers)["event-id"].decode()
+                self.arrived.setdefault(event_id, now)
 
     async def __aexit__(self, *_: object) -> None:
         assert self._task is not None
-        assert self._consumer is not None
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        await self._reader.__aexit__()
 
 
 async def test_the_event_row_commits_or_rolls_back_with_the_state_change(
@@ -504,6 +496,27 @@ def closed_port() -> int:
     return port
 
 
+async def tcp_relay(port: int, target: str) -> asyncio.Server:
+    """Listens on ``port`` and pipes every connection to ``target`` (host:port)."""
+    host, target_port = target.rsplit(":", 1)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(target_port))
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    return await asyncio.start_server(connect, "127.0.0.1", port)
+
+
 async def test_relay_keeps_rows_with_capped_backoff_while_kafka_is_unreachable(
     state_pool: Database,
     kafka_bootstrap: str,
@@ -513,30 +526,36 @@ async def test_relay_keeps_rows_with_capped_backoff_while_kafka_is_unreachable(
     """A longer outage than the stop test's, without stopping the shared broker.
 
     The producer points at a port where nothing listens (as when a service
-    starts while Kafka is down), then the broker's address becomes reachable.
+    starts while Kafka is down), then the broker's address becomes reachable:
+    a plain TCP relay to the broker starts listening on that port.
     """
     topic = await topic_factory("unreachable")
+    port = closed_port()
     unreachable = parse_settings(
-        KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}
+        KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"}
     )
-    producer = EventProducer(unreachable, request_timeout_ms=2000)
+    # A message not acknowledged within 1 s fails its publish attempt.
+    producer = EventProducer(unreachable, request_timeout_ms=1000)
     await producer.start()  # does not fail the service
     relay = OutboxRelay(state_pool, producer, max_backoff_seconds=1.0, stats_interval_seconds=0.2)
     task = asyncio.create_task(relay.run())
     try:
         for seq in range(5):
             await place(state_pool, topic, f"order-{seq % 2}", seq)
-        await asyncio.sleep(4)
+        # An attempt takes the 1 s delivery timeout (librdkafka checks it about
+        # once a second) plus the backoff: at least two within 6 s.
+        await asyncio.sleep(6)
         info = relay.info()
         attempts = await state_pool.fetchval("SELECT max(attempts) FROM outbox")
         assert await unpublished(state_pool) == 5
         # The broker becomes reachable (as DNS or the network comes back).
-        producer._options["bootstrap_servers"] = kafka_bootstrap
-        await until(lambda: all_published(state_pool), within=15)
+        bridge = await tcp_relay(port, kafka_bootstrap)
+        await until(lambda: all_published(state_pool), within=20)
     finally:
         await relay.stop()
         await task
         await producer.stop()
+    bridge.close()
 
     assert info["state"] == "kafka_unavailable"
     assert info["backlog"] == 5

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from emporium.common.v1 import money_pb2
 from emporium.events.v1 import order_events_pb2
@@ -21,6 +21,7 @@ from emporium.recommendations import consumers
 from emporium.recommendations.domain import Recommendation, Recommendations
 from emporium.recommendations.repository import PostgresRecommendationRepository
 from emporium.recommendations.topics import Topics
+from emporium.testing.pytest_plugin import read_partition
 
 
 def _placed(order_id: str, *product_ids: str, quantity: int = 1) -> bytes:
@@ -94,16 +95,7 @@ async def _wait_for(condition: Callable[[], bool], within: float = 30.0) -> floa
 
 
 async def _dead_letters(bootstrap: str, topic: str) -> list[Any]:
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await reader.start()
-    try:
-        partition = TopicPartition(topic, 0)
-        reader.assign([partition])
-        await reader.seek_to_beginning(partition)
-        batch = await reader.getmany(partition, timeout_ms=5000)
-        return list(batch.get(partition, []))
-    finally:
-        await reader.stop()
+    return list(await read_partition(bootstrap, [TopicPartition(topic, 0)], 1, within=5.0))
 
 
 @pytest.mark.integration

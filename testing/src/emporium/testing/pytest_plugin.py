@@ -3,8 +3,8 @@
 Registered once for the whole repository by the root ``conftest.py``, so every
 test folder gets the same fixtures; a folder's own conftest keeps only what is
 specific to it (its migrations, its topics, its servicer). Unlike the rest of
-this package it needs the workspace's packages (pytest, psycopg, aiokafka, the
-kit), so only pytest imports it.
+this package it needs the workspace's packages (pytest, psycopg, confluent-kafka,
+the kit), so only pytest imports it.
 
 Each test gets its own database (created with the runner's superuser, dropped
 afterwards) and its own uniquely named topics, so tests never see each
@@ -25,7 +25,8 @@ Fixtures:
   applied); dropped after the test / the session.
 * ``topic_factory``: ``await topic_factory("order-placed")`` creates a
   uniquely named topic and its ``.dlq`` twin; deleted afterwards.
-* ``read_topic``, ``partitions_of``, ``topic_size``: read what a topic holds.
+* ``read_topic``, ``partitions_of``, ``topic_size``: read what a topic holds
+  (records as :class:`Record`).
 * ``kafka_settings``, ``producer``: a started producer on the platform's Kafka.
 * ``spans``: the spans this process finished during the test.
 * ``run_service``: ``await run_service(service)`` runs a built kit ``Service``
@@ -34,7 +35,9 @@ Fixtures:
   its settings from.
 
 Helpers for test modules: :func:`free_port`, :func:`eventually`, :func:`service_env`,
-:func:`refuse_connections`, :func:`open_database` (the kit's database on a URL, connected).
+:func:`refuse_connections`, :func:`open_database` (the kit's database on a URL, connected),
+:class:`TopicReader` (a plain reader of partitions from their beginning),
+:func:`read_partition`, :func:`committed_offsets`, :func:`create_topics`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -56,9 +59,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -67,7 +69,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import emporium_platform
 from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.db import Database, migrate
-from emporium.kit.kafka import EventProducer
+from emporium.kit.kafka import EventProducer, client_config
 from emporium.kit.service import Service
 
 REQUIRE_PLATFORM = "EMPORIUM_REQUIRE_PLATFORM"
@@ -224,75 +226,155 @@ async def session_database_factory(
 # -- throwaway topics -------------------------------------------------------------------
 
 
+def _plain(bootstrap: str, **properties: Any) -> dict[str, Any]:
+    settings = parse_settings(KafkaSettings, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    return client_config(settings, **properties)
+
+
+async def create_topics(bootstrap: str, partitions: Mapping[str, int]) -> None:
+    """Creates topics (name: partitions) and waits until the broker lists them all."""
+    admin = AdminClient(_plain(bootstrap))
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items()],
+        operation_timeout=10,
+    )
+    try:
+        for future in futures.values():
+            await asyncio.wrap_future(future)
+    except KafkaException as error:
+        unavailable(f"Kafka not reachable: {error}")
+    for _ in range(100):
+        listed = await asyncio.to_thread(admin.list_topics, None, 5)
+        if set(partitions) <= set(listed.topics):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"topics {sorted(partitions)} did not appear")
+
+
+async def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    admin = AdminClient(_plain(bootstrap))
+    for future in admin.delete_topics(topics, operation_timeout=10).values():
+        await asyncio.wrap_future(future)
+
+
 @pytest.fixture
 async def topic_factory(kafka_bootstrap: str) -> AsyncIterator[Callable[..., Awaitable[str]]]:
     """``await topic_factory(name, partitions=3)``: ``test.<name>.<random>`` and its ``.dlq``.
 
     Returns once the broker lists both; both are deleted after the test.
     """
-    admin: AIOKafkaAdminClient | None = None
     created: list[str] = []
 
     async def create(name: str = "events", partitions: int = 3) -> str:
-        nonlocal admin
-        if admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-            try:
-                await admin.start()
-            except KafkaError as error:
-                admin = None
-                unavailable(f"Kafka not reachable: {type(error).__name__}: {error}")
         topic = f"test.{name}.{uuid.uuid4().hex[:10]}"
-        pair = [topic, f"{topic}.dlq"]
-        await admin.create_topics(
-            [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in pair]
-        )
-        created.extend(pair)
-        for _ in range(100):
-            if set(pair) <= set(await admin.list_topics()):
-                return topic
-            await asyncio.sleep(0.05)
-        raise TimeoutError(f"topics {pair} did not appear")
+        await create_topics(kafka_bootstrap, {topic: partitions, f"{topic}.dlq": partitions})
+        created.extend([topic, f"{topic}.dlq"])
+        return topic
 
     yield create
-    if admin is not None:
+    if created:
         with contextlib.suppress(Exception):  # a best-effort clean-up must not fail the test
-            await admin.delete_topics(created)
-        await admin.close()
+            await delete_topics(kafka_bootstrap, created)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as a test reads it back."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    timestamp: int
+
+
+def _record(message: Any) -> Record:
+    return Record(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value() or b"",
+        headers=[(name, value or b"") for name, value in (message.headers() or [])],
+        timestamp=message.timestamp()[1],
+    )
+
+
+class TopicReader:
+    """A plain consumer (no group) of partitions from their beginning; its calls run off the loop.
+
+    ``async with TopicReader(bootstrap, partitions) as reader: await reader.read(0.2)``.
+    """
+
+    def __init__(self, bootstrap: str, partitions: list[TopicPartition]) -> None:
+        self._consumer = Consumer(
+            _plain(
+                bootstrap,
+                **{
+                    "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 100,
+                },
+            )
+        )
+        self._partitions = [
+            TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING) for tp in partitions
+        ]
+
+    async def __aenter__(self) -> TopicReader:
+        self._consumer.assign(self._partitions)
+        return self
+
+    async def read(self, seconds: float = 0.2) -> list[Record]:
+        """What arrived within ``seconds`` (up to 1000 records)."""
+        messages = await asyncio.to_thread(self._consumer.consume, 1000, seconds)
+        return [_record(m) for m in messages if m.error() is None]
+
+    async def __aexit__(self, *_: object) -> None:
+        await asyncio.to_thread(self._consumer.close)
+
+
+async def read_partition(
+    bootstrap: str, partitions: list[TopicPartition], expected: int, within: float = 15.0
+) -> list[Record]:
+    """Records of ``partitions`` from the beginning, until ``expected`` or ``within`` seconds."""
+    async with TopicReader(bootstrap, partitions) as reader:
+        records: list[Record] = []
+        deadline = time.monotonic() + within
+        while len(records) < expected and time.monotonic() < deadline:
+            records.extend(await reader.read(0.2))
+        return records
 
 
 async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    admin = AdminClient(_plain(bootstrap))
+    metadata = await asyncio.to_thread(admin.list_topics, topic, 10)
+    return [TopicPartition(topic, p) for p in sorted(metadata.topics[topic].partitions)]
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The offsets ``group`` committed on ``topic``, by partition (absent: none committed)."""
+    tps = await _partitions(bootstrap, topic)
+    consumer = Consumer(_plain(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
     try:
-        (described,) = await admin.describe_topics([topic])
+        committed = await asyncio.to_thread(consumer.committed, tps, 10)
     finally:
-        await admin.close()
-    return [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        await asyncio.to_thread(consumer.close)
+    return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
 
 
 @pytest.fixture
-def read_topic(kafka_bootstrap: str) -> Callable[..., Awaitable[list[Any]]]:
+def read_topic(kafka_bootstrap: str) -> Callable[..., Awaitable[list[Record]]]:
     """``await read_topic(topic, expected, within=15.0)``: its records from the beginning.
 
     Reads until ``expected`` records arrived or ``within`` seconds passed.
     """
 
-    async def read(topic: str, expected: int, within: float = 15.0) -> list[Any]:
+    async def read(topic: str, expected: int, within: float = 15.0) -> list[Record]:
         tps = await _partitions(kafka_bootstrap, topic)
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            records: list[Any] = []
-            deadline = time.monotonic() + within
-            while len(records) < expected and time.monotonic() < deadline:
-                for batch in (await consumer.getmany(timeout_ms=200)).values():
-                    records.extend(batch)
-            return records
-        finally:
-            await consumer.stop()
+        return await read_partition(kafka_bootstrap, tps, expected, within)
 
     return read
 
@@ -313,12 +395,15 @@ def topic_size(kafka_bootstrap: str) -> Callable[[str], Awaitable[int]]:
 
     async def size(topic: str) -> int:
         tps = await _partitions(kafka_bootstrap, topic)
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
-        await consumer.start()
+        consumer = Consumer(_plain(kafka_bootstrap, **{"group.id": "topic-size"}))
         try:
-            return sum((await consumer.end_offsets(tps)).values())
+            total = 0
+            for tp in tps:
+                low, high = await asyncio.to_thread(consumer.get_watermark_offsets, tp, 10)
+                total += high - low
+            return total
         finally:
-            await consumer.stop()
+            await asyncio.to_thread(consumer.close)
 
     return size
 

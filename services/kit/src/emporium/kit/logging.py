@@ -55,7 +55,7 @@ def configure_logging(service: str, level: str = "INFO", environment: str = "loc
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries that are chatty at INFO.
-    for name in ("aiokafka", "uvicorn.access", "asyncio"):
+    for name in ("emporium.kit.kafka.librdkafka", "uvicorn.access", "asyncio"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

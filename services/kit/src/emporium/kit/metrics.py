@@ -81,12 +81,6 @@ OUTBOX_PUBLISH_DELAY = Histogram(
     "Time from an outbox row's commit to its publication",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
-ORDER_DECISION_DELAY = Histogram(
-    "emporium_order_decision_delay_seconds",
-    "Time from an order being placed to its fraud decision being applied (the freshness SLI)",
-    ["decision"],
-    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
-)
 DB_POOL_CONNECTIONS = Gauge(
     "emporium_db_pool_connections",
     "Database pool connections by state (in_use, idle, max)",

@@ -40,6 +40,8 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,15 +53,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from emporium.kit import metrics
 from emporium.kit.db import Database, Row, Session, UnitOfWork, database_retry
 from emporium.kit.health import HealthRegistry
-from emporium.kit.kafka import (
+from emporium.kit.kafka.events import (
     CONTENT_TYPE_HEADER,
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     PROTOBUF_CONTENT_TYPE,
-    EventProducer,
-    KafkaUnavailable,
-    backoff_delay,
 )
+from emporium.kit.kafka.producer import Delivery, EventProducer, KafkaUnavailable
+from emporium.kit.kafka.retry import backoff_delay
 from emporium.kit.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -102,16 +103,61 @@ async def enqueue(
         CONTENT_TYPE_HEADER: PROTOBUF_CONTENT_TYPE,
     }
     inject_headers(stored)
+    row = (event_id, topic, key, message.SerializeToString(), json.dumps(stored))
+    collected = _collected.get()
+    if collected is not None and collected[0] is uow:
+        collected[1].append(row)  # written by write_collected before the commit
+        return event_id
     await uow.execute(
         "INSERT INTO outbox (event_id, topic, key, payload, headers)"
         " VALUES ($1, $2, $3, $4, $5::jsonb)",
-        event_id,
-        topic,
-        key,
-        message.SerializeToString(),
-        json.dumps(stored),
+        *row,
     )
     return event_id
+
+
+#: Rows that ``enqueue`` keeps for one unit of work instead of inserting them at once.
+OutboxRows = list[tuple[str, str, str, bytes, str]]
+_collected: ContextVar[tuple[UnitOfWork, OutboxRows] | None] = ContextVar(
+    "emporium_outbox_collected", default=None
+)
+
+
+@contextlib.contextmanager
+def collecting(uow: UnitOfWork) -> Iterator[OutboxRows]:
+    """Within the block, ``enqueue`` on ``uow`` keeps its rows in the yielded list.
+
+    The caller must pass them to :func:`write_collected` in the same
+    transaction before it commits: the kit's consumer does, so a batch of
+    events writes its outbox rows with one statement instead of one each.
+    Rows keep their order (the relay's id order).
+    """
+    rows: OutboxRows = []
+    token = _collected.set((uow, rows))
+    try:
+        yield rows
+    finally:
+        _collected.reset(token)
+
+
+async def write_collected(uow: UnitOfWork, rows: OutboxRows) -> None:
+    """Inserts rows kept by :func:`collecting`, in order, with one statement."""
+    if not rows:
+        return
+    event_ids, topics, keys, payloads, headers = (
+        list(column) for column in zip(*rows, strict=True)
+    )
+    await uow.execute(
+        "INSERT INTO outbox (event_id, topic, key, payload, headers)"
+        " SELECT r.event_id, r.topic, r.key, r.payload, r.headers"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::jsonb[])"
+        " WITH ORDINALITY AS r(event_id, topic, key, payload, headers, n) ORDER BY r.n",
+        event_ids,
+        topics,
+        keys,
+        payloads,
+        headers,
+    )
 
 
 @dataclass
@@ -133,7 +179,7 @@ class OutboxRelay:
         producer: EventProducer,
         *,
         poll_interval: float = 0.2,
-        batch_size: int = 100,
+        batch_size: int = 500,
         retention_seconds: float = 3600.0,
         cleanup_interval_seconds: float = 60.0,
         cleanup_batch_size: int = 500,
@@ -297,7 +343,7 @@ class OutboxRelay:
         )
         if not rows:
             return 0
-        in_flight: list[tuple[Row, trace.Span, asyncio.Future[Any]]] = []
+        in_flight: list[tuple[Row, trace.Span, asyncio.Future[Delivery]]] = []
         failure: BaseException | None = None
         failed_row: Row | None = None
         for row in rows:
@@ -320,27 +366,33 @@ class OutboxRelay:
             with trace.use_span(span, end_on_exit=False):
                 outgoing = inject_headers(dict(stored))
             try:
-                future = await asyncio.wait_for(
-                    self._producer.submit(
-                        row["topic"], row["key"], bytes(row["payload"]), outgoing
-                    ),
-                    self._ack_timeout,
+                # Only enqueues in the producer (it waits only while its queue is full).
+                future = await self._producer.submit(
+                    row["topic"], row["key"], bytes(row["payload"]), outgoing
                 )
-            except (KafkaUnavailable, TimeoutError) as error:
+            except KafkaUnavailable as error:
                 _end_failed(span, error)
                 failure, failed_row = error, row
                 break
             in_flight.append((row, span, future))
 
+        # The whole batch's acknowledgements, with one timeout for all of them.
+        if in_flight:
+            await asyncio.wait([future for *_, future in in_flight], timeout=self._ack_timeout)
         published: list[int] = []
         for row, span, future in in_flight:
-            try:
-                record = await asyncio.wait_for(asyncio.shield(future), self._ack_timeout)
-            except Exception as error:
-                _end_failed(span, error)
+            problem: BaseException | None
+            if not future.done():
+                future.cancel()  # librdkafka's own timeout still ends the message
+                problem = TimeoutError(f"no acknowledgement within {self._ack_timeout:g} s")
+            else:
+                problem = future.exception()
+            if problem is not None:
+                _end_failed(span, problem)
                 if failure is None:
-                    failure, failed_row = error, row
+                    failure, failed_row = problem, row
                 continue
+            record = future.result()
             span.set_attribute("messaging.destination.partition.id", str(record.partition))
             span.set_attribute("messaging.kafka.offset", record.offset)
             span.end()

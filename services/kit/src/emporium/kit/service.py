@@ -26,6 +26,7 @@ telemetry, and stop the admin server last.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -263,6 +264,12 @@ class Service:
                 "components": list(component_tasks),
             },
         )
+        # What start-up built (modules, settings, stubs, servers: most of the
+        # heap) lives as long as the process. Left in the collector's oldest
+        # generation, every full collection walked it: 40-70 ms pauses of the
+        # event loop every 10-20 s at 300 requests/s. Frozen, it is skipped.
+        gc.collect()
+        gc.freeze()
 
         await self._stop.wait()
         started = time.monotonic()

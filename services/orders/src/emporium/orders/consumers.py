@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from emporium.contracts.events import fraud_decision_made_violations
 from emporium.events.v1 import fraud_events_pb2
-from emporium.kit import metrics
 from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
 from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
-from emporium.orders import domain, messages
+from emporium.orders import domain, messages, metrics
 from emporium.orders.repository import PostgresOrderStatusStore
 from emporium.orders.topics import Topics
 
