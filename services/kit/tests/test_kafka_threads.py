@@ -77,7 +77,8 @@ async def test_the_lag_is_read_without_waiting_for_the_consumers_thread(
             assert time.monotonic() < deadline, "the event was not processed"
             await asyncio.sleep(0.05)
         client, thread = consumer._consumer, consumer._thread
-        assert client is not None and thread is not None
+        assert client is not None
+        assert thread is not None
 
         def hold() -> None:
             client.consume(1, 3.0)  # nothing more to read: holds the consumer for 3 s
