@@ -29,6 +29,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -50,6 +51,25 @@ from emporium.kit.telemetry import configure_tracing
 log = logging.getLogger(__name__)
 
 
+class PortTaken(Exception):
+    """A port the service must listen on is held by another process."""
+
+
+def _check_free(host: str, ports: Mapping[str, int]) -> None:
+    """PortTaken when another process listens on one of ``ports`` (0: any free port)."""
+    for variable, port in ports.items():
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise PortTaken(
+                    f"{variable}={port}: cannot listen on {host}:{port} ({error.strerror})"
+                ) from error
+
+
 class Component(Protocol):
     """A long-running part of a service: a Kafka consumer, the outbox relay..."""
 
@@ -63,6 +83,10 @@ class Service:
         self.name = name
         self.settings = settings
         configure_logging(name, settings.log_level, settings.environment)
+        # Before anything connects or starts: a second copy of a service fails here.
+        _check_free(
+            settings.bind_host, {"GRPC_PORT": settings.grpc_port, "ADMIN_PORT": settings.admin_port}
+        )
         #: Which successful requests get an access log line (gRPC and HTTP).
         self.access_log = AccessLogSampler.from_settings(settings)
         self.tracer_provider = configure_tracing(
@@ -207,12 +231,37 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
+    async def _run_shutdown_callbacks(self) -> None:
+        for callback in reversed(self._shutdown_callbacks):
+            try:
+                await callback()
+            except Exception:
+                log.exception("shutdown callback failed")
+
     async def run(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
 
+        # Bound first: a port another process holds stops the start here, before
+        # anything else runs (RuntimeError "Failed to bind").
+        try:
+            grpc_server, health_servicer = build_server(
+                host=settings.bind_host,
+                port=settings.grpc_port,
+                servicers=[(add, servicer) for add, servicer, _ in self._grpc_services],
+                service_names=[name for _, _, name in self._grpc_services],
+                tracer_provider=self.tracer_provider,
+                access_log=self.access_log,
+                max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
+            )
+        except RuntimeError as error:
+            await self._run_shutdown_callbacks()  # the pools and clients built so far
+            raise PortTaken(
+                f"GRPC_PORT={settings.grpc_port}: cannot listen on "
+                f"{settings.bind_host}:{settings.grpc_port} ({error})"
+            ) from error
         heartbeat = LoopHeartbeat()
         admin = http_server(
             build_admin_app(self.name, self.health, heartbeat),
@@ -223,15 +272,6 @@ class Service:
             asyncio.create_task(heartbeat.run(), name="loop-heartbeat"),
             asyncio.create_task(admin.serve(), name="admin-server"),
         ]
-        grpc_server, health_servicer = build_server(
-            host=settings.bind_host,
-            port=settings.grpc_port,
-            servicers=[(add, servicer) for add, servicer, _ in self._grpc_services],
-            service_names=[name for _, _, name in self._grpc_services],
-            tracer_provider=self.tracer_provider,
-            access_log=self.access_log,
-            max_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
-        )
         service_names = [name for _, _, name in self._grpc_services]
 
         def follow_readiness(ready: bool) -> None:
@@ -287,11 +327,7 @@ class Service:
             await asyncio.wait(http_tasks, timeout=max(0.1, left))
         remaining = max(1.0, grace - (time.monotonic() - started))
         await self._stop_components(component_tasks, remaining)
-        for callback in reversed(self._shutdown_callbacks):
-            try:
-                await callback()
-            except Exception:
-                log.exception("shutdown callback failed")
+        await self._run_shutdown_callbacks()
         self.tracer_provider.force_flush(timeout_millis=2000)
         self.tracer_provider.shutdown()
         admin.should_exit = True
@@ -348,7 +384,11 @@ def run_cli(
     commands = commands or {}
     args = sys.argv[1:]
     if not args:
-        asyncio.run(serve())
+        try:
+            asyncio.run(serve())
+        except PortTaken as error:
+            log.error("cannot start: a port is taken", extra={"error": str(error)})
+            raise SystemExit(f"emporium-{name}: {error}") from None
         return
     command = commands.get(args[0])
     if command is None or len(args) > 1:
