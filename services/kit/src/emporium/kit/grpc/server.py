@@ -1,4 +1,4 @@
-"""The gRPC aio server of a service, with health, reflection and the kit's interceptors."""
+"""The gRPC aio server of a service, with health, reflection and the kit's telemetry."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from emporium.kit.grpc.interceptors import server_interceptors
+from emporium.kit.grpc.interceptors import KitRegistrar, server_interceptors
 from emporium.kit.logging import AccessLogSampler
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,18 @@ def build_server(
     microseconds instead of queueing calls until their deadlines expire.
     """
     health = health_servicer or HealthServicer()
-    server = grpc.aio.server(
-        interceptors=server_interceptors(
-            list(interceptors), tracer_provider, access_log or AccessLogSampler(rate=1.0)
-        ),
-        options=list(options),
-        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    chain, kit = server_interceptors(
+        list(interceptors), tracer_provider, access_log or AccessLogSampler(rate=1.0)
     )
+    server = grpc.aio.server(
+        interceptors=chain, options=list(options), maximum_concurrent_rpcs=max_concurrent_rpcs
+    )
+    # Without interceptors of the service's own, the kit wraps each method as it
+    # is registered and the server runs no interceptor per call.
+    registrar: Any = server if kit is None else KitRegistrar(server, kit)
     for add_to_server, servicer in servicers:
-        add_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        add_to_server(servicer, registrar)
+    health_pb2_grpc.add_HealthServicer_to_server(health, registrar)
     reflection.enable_server_reflection(
         [*service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], server
     )
