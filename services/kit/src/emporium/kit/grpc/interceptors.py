@@ -62,6 +62,8 @@ QUIET_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
 #: Services whose calls get no span (probes would drown the useful traces).
 UNTRACED_SERVICES = ("grpc.health.v1.Health",)
 
+OK = grpc.StatusCode.OK
+
 #: Codes that mean "the server failed", logged at WARNING; the span is an error.
 SERVER_FAULT_CODES = frozenset(
     {
@@ -231,9 +233,16 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         observe = metrics.RPC_SERVER_DURATION.labels(service, method).observe
         counters: dict[grpc.StatusCode, Any] = {}
         start_span = self._tracer.start_span
+        decide = self._sampler.decide
         access_line = self._log
         check_deadline = self._check_deadline
-        base_attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        # A span that ends OK keeps the status code it started with; others are set at the end.
+        base_attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+            "rpc.grpc.status_code": OK.value[0],
+        }
         attribute_sets: dict[tuple[str, Any], dict[str, Any]] = {}
 
         def span_attributes(peer: str, agent: Any) -> dict[str, Any]:
@@ -307,23 +316,26 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                         service, method, code.name
                     )
                 counter.inc()
-                if span is None:
-                    access_line(context, 0, code, elapsed, quiet, service, method, full_method)
+                # The access line is written inside the span: it carries its ids.
+                if quiet:
+                    access_line(context, logging.DEBUG, code, elapsed, service, method, 0)
+                elif code is OK:
+                    trace_id = 0 if span is None else span.get_span_context().trace_id
+                    sampled_out = decide(full_method, elapsed, trace_id)
+                    if sampled_out is not None:
+                        access_line(
+                            context, logging.INFO, code, elapsed, service, method, sampled_out
+                        )
                 else:
-                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    if span is not None:
+                        span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    level = logging.INFO
                     if code in SERVER_FAULT_CODES:
-                        span.set_status(Status(StatusCode.ERROR, code.name))
-                    # The access line is written inside the span: it carries its ids.
-                    access_line(
-                        context,
-                        span.get_span_context().trace_id,
-                        code,
-                        elapsed,
-                        quiet,
-                        service,
-                        method,
-                        full_method,
-                    )
+                        level = logging.WARNING
+                        if span is not None:
+                            span.set_status(Status(StatusCode.ERROR, code.name))
+                    access_line(context, level, code, elapsed, service, method, 0)
+                if span is not None:
                     otel_context.detach(token)  # type: ignore[arg-type]
                     span.end()
 
@@ -332,36 +344,24 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     def _log(
         self,
         context: grpc.aio.ServicerContext,
-        trace_id: int,
+        level: int,
         code: grpc.StatusCode,
         elapsed: float,
-        quiet: bool,
         service: str,
         method: str,
-        sample_key: str,
+        sampled_out: int,
     ) -> None:
-        extra: dict[str, Any] = {}
-        if quiet:
-            level = logging.DEBUG
-        elif code in SERVER_FAULT_CODES:
-            level = logging.WARNING
-        else:
-            level = logging.INFO
-            if code is grpc.StatusCode.OK:
-                decision = self._sampler.decide(sample_key, elapsed, trace_id)
-                if decision is None:
-                    return
-                if decision:
-                    extra["sampled_out"] = decision
         if not access_log.isEnabledFor(level):
             return
-        extra.update(
-            rpc_service=service,
-            rpc_method=method,
-            code=code.name,
-            duration_ms=round(elapsed * 1000, 2),
-            peer=context.peer(),
-        )
+        extra: dict[str, Any] = {
+            "rpc_service": service,
+            "rpc_method": method,
+            "code": code.name,
+            "duration_ms": round(elapsed * 1000, 2),
+            "peer": context.peer(),
+        }
+        if sampled_out:
+            extra["sampled_out"] = sampled_out
         access_log.log(level, "rpc", extra=extra)
 
 
@@ -370,32 +370,50 @@ class KitRegistrar:
 
     Every unary-unary method registered through it reaches the server already
     wrapped by the kit (:meth:`KitServerInterceptor.wrap_handler`), so the
-    server needs no interceptor. Registered methods (what generated code
+    server needs no interceptor; with ``kit=None`` (the kit intercepts
+    instead) handlers pass unchanged. Registered methods (what generated code
     registers, looked up by gRPC core) are wrapped here once; generic handlers
     (looked up per call, for methods not registered) wrap what they return,
     once per method. Anything else is the server's.
+
+    ``register_methods=False`` keeps only the generic handlers, which generated
+    code adds too, for services called rarely (health, reflection): grpc.aio
+    keeps one request pending per registered method and waits on all of them
+    each time a call arrives, so every registered method costs every call.
     """
 
-    def __init__(self, server: grpc.aio.Server, kit: KitServerInterceptor) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        kit: KitServerInterceptor | None,
+        *,
+        register_methods: bool = True,
+    ) -> None:
         self._server = server
         self._kit = kit
+        self._register_methods = register_methods
 
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
+        if not self._register_methods:
+            return
+        kit = self._kit
+        if kit is not None:
+            method_handlers = {
+                name: kit.wrap_handler(handler, f"/{service_name}/{name}")
+                for name, handler in method_handlers.items()
+            }
         # grpc-stubs predates registered methods (grpcio >= 1.63).
         self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
-            service_name,
-            {
-                name: self._kit.wrap_handler(handler, f"/{service_name}/{name}")
-                for name, handler in method_handlers.items()
-            },
+            service_name, method_handlers
         )
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Any) -> None:
-        self._server.add_generic_rpc_handlers(
-            [_KitGenericHandler(handler, self._kit) for handler in generic_rpc_handlers]
-        )
+        kit = self._kit
+        if kit is not None:
+            generic_rpc_handlers = [_KitGenericHandler(h, kit) for h in generic_rpc_handlers]
+        self._server.add_generic_rpc_handlers(generic_rpc_handlers)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)

@@ -10,7 +10,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from emporium.kit.grpc.interceptors import KitRegistrar, server_interceptors
 from emporium.kit.logging import AccessLogSampler
@@ -86,9 +87,12 @@ def build_server(
     registrar: Any = server if kit is None else KitRegistrar(server, kit)
     for add_to_server, servicer in servicers:
         add_to_server(servicer, registrar)
-    health_pb2_grpc.add_HealthServicer_to_server(health, registrar)
-    reflection.enable_server_reflection(
-        [*service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], server
+    # Health checks and reflection are rare: served by generic handlers only, they
+    # add nothing to what grpc.aio waits on for every call (KitRegistrar).
+    rare = KitRegistrar(server, kit, register_methods=False)
+    health_pb2_grpc.add_HealthServicer_to_server(health, rare)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        ReflectionServicer([*service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME]), rare
     )
     bound = server.add_insecure_port(f"{host}:{port}")
     set_serving(health, service_names, False)
