@@ -80,7 +80,11 @@ def build_server(
         list(interceptors), tracer_provider, access_log or AccessLogSampler(rate=1.0)
     )
     server = grpc.aio.server(
-        interceptors=chain, options=list(options), maximum_concurrent_rpcs=max_concurrent_rpcs
+        interceptors=chain,
+        # gRPC shares a port with any other process by default (SO_REUSEPORT):
+        # a second copy of a service would get half the calls. Refused instead.
+        options=[("grpc.so_reuseport", 0), *options],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     # Without interceptors of the service's own, the kit wraps each method as it
     # is registered and the server runs no interceptor per call.
