@@ -662,6 +662,73 @@ async def test_server_red_metrics(start_server: Start, connect: Connect) -> None
     assert sample("emporium_rpc_server_duration_seconds_count", **labels) == count_before + 3
 
 
+def add_catalog_generic_only(servicer: Catalog, server: Any) -> None:
+    """Registers GetProduct the way hand-written code may: a generic handler only."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        servicer.GetProduct,
+        request_deserializer=catalog_pb2.GetProductRequest.FromString,
+        response_serializer=catalog_pb2.GetProductResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(CATALOG, {"GetProduct": handler}),)
+    )
+
+
+async def test_a_method_behind_a_generic_handler_gets_the_kits_work_once_per_call() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    catalog = Catalog(plan=["ok", "ok", "not_found"])
+    built = build_server(
+        host="127.0.0.1",
+        port=0,
+        servicers=[(add_catalog_generic_only, catalog)],
+        service_names=[CATALOG],
+        tracer_provider=provider,
+    )
+    labels = {"rpc_service": CATALOG, "rpc_method": "GetProduct"}
+    ok_before = sample("emporium_rpc_server_requests_total", **labels, code="OK")
+    missing_before = sample("emporium_rpc_server_requests_total", **labels, code="NOT_FOUND")
+    await built.server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            request = catalog_pb2.GetProductRequest(product_id="p-1")
+            for _ in range(2):
+                await stub.GetProduct(request, timeout=2)
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await stub.GetProduct(request, timeout=2)
+            assert raised.value.code() == grpc.StatusCode.NOT_FOUND  # the kit's error mapping
+            await settled(lambda: len(exporter.get_finished_spans()) == 3)
+    finally:
+        await built.server.stop(None)
+    assert sample("emporium_rpc_server_requests_total", **labels, code="OK") == ok_before + 2
+    assert (
+        sample("emporium_rpc_server_requests_total", **labels, code="NOT_FOUND")
+        == missing_before + 1
+    )
+    spans = exporter.get_finished_spans()
+    assert [span.name for span in spans] == [f"/{CATALOG}/GetProduct"] * 3
+    assert all(span.kind == trace.SpanKind.SERVER for span in spans)
+    assert catalog.trace_ids == [span.context.trace_id for span in spans]
+
+
+async def test_health_checks_are_counted_but_get_no_span(start_server: Start) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    built = await start_server(Catalog(), tracer_provider=provider)
+    labels = {"rpc_service": "grpc.health.v1.Health", "rpc_method": "Check", "code": "OK"}
+    before = sample("emporium_rpc_server_requests_total", **labels)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=CATALOG), timeout=1)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await settled(lambda: sample("emporium_rpc_server_requests_total", **labels) == before + 1)
+    assert sample("emporium_rpc_server_requests_total", **labels) == before + 1
+    assert exporter.get_finished_spans() == ()
+
+
 # --- (j) health service and reflection ------------------------------------------------
 
 

@@ -18,11 +18,15 @@ for each unary-unary RPC, in this order:
    the span: every failure and every slow call, successes sampled
    (:class:`~emporium.kit.logging.AccessLogSampler`).
 
-One interceptor instead of a chain of five: each RPC is wrapped once, and the
-wrapped handler of a method is built once and reused, where a chain builds a
-handler per interceptor per call. When a service adds its own interceptors
-(authentication...), they run inside the kit's and the deadline check moves
-after them (:class:`DeadlineInterceptor`), as before.
+The kit wraps each unary-unary method once, when the method is registered
+(:class:`KitRegistrar`, which ``build_server`` hands to the generated
+``add_*Servicer_to_server`` functions instead of the server): the server
+then runs no interceptor at all, and a call costs one extra coroutine, not a
+pass through grpc.aio's interceptor chain. When a service adds interceptors
+of its own (authentication...), the same wrapping runs as an interceptor
+(:class:`KitServerInterceptor`, outermost, the wrapped handler of a method
+built once and reused), the service's interceptors run inside it and the
+deadline check moves after them (:class:`DeadlineInterceptor`).
 
 Other kinds of methods (streaming) pass through unchanged.
 """
@@ -40,6 +44,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -56,6 +61,8 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 QUIET_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.")
 #: Services whose calls get no span (probes would drown the useful traces).
 UNTRACED_SERVICES = ("grpc.health.v1.Health",)
+
+OK = grpc.StatusCode.OK
 
 #: Codes that mean "the server failed", logged at WARNING; the span is an error.
 SERVER_FAULT_CODES = frozenset(
@@ -168,8 +175,18 @@ def _expired(method: str, left: float) -> errors.DeadlineExceeded:
     )
 
 
+#: Span attribute sets kept per method, one per (peer, user agent): a peer is a
+#: connection, so this bounds memory when clients come and go.
+SPAN_ATTRIBUTE_SETS = 256
+
+
 class KitServerInterceptor(grpc.aio.ServerInterceptor):
-    """Span, deadline, error mapping, metrics and access log of every unary RPC, in one wrap."""
+    """Span, deadline, error mapping, metrics and access log of every unary RPC, in one wrap.
+
+    :meth:`wrap_handler` does the wrapping; :class:`KitRegistrar` applies it
+    when methods are registered, :meth:`intercept_service` when the kit runs
+    as the outermost of several interceptors.
+    """
 
     def __init__(
         self,
@@ -193,6 +210,14 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         full_method = unary_method(handler, handler_call_details)
         if full_method is None:
             return handler
+        return self.wrap_handler(handler, full_method)
+
+    def wrap_handler(
+        self, handler: grpc.RpcMethodHandler, full_method: str
+    ) -> grpc.RpcMethodHandler:
+        """``handler`` wrapped by the kit when it is unary-unary (once per method), else itself."""
+        if handler.request_streaming or handler.response_streaming:
+            return handler
         cached = self._wrapped.get(full_method)
         if cached is not None and cached[0] is handler:
             return cached[1]
@@ -201,30 +226,68 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, behavior: Behavior, full_method: str) -> Behavior:
+        """One coroutine per call doing all the kit's work; everything per method is bound here."""
         service, method = split_method(full_method)
         quiet = is_quiet(service)
         traced = not service.startswith(UNTRACED_SERVICES)
-        duration = metrics.RPC_SERVER_DURATION.labels(service, method)
+        observe = metrics.RPC_SERVER_DURATION.labels(service, method).observe
         counters: dict[grpc.StatusCode, Any] = {}
-        tracer = self._tracer
-        sample_key = full_method
+        start_span = self._tracer.start_span
+        decide = self._sampler.decide
+        access_line = self._log
         check_deadline = self._check_deadline
-        base_attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        # A span that ends OK keeps the status code it started with; others are set at the end.
+        base_attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": method,
+            "rpc.grpc.status_code": OK.value[0],
+        }
+        attribute_sets: dict[tuple[str, Any], dict[str, Any]] = {}
 
-        async def run(request: Any, context: grpc.aio.ServicerContext, span: Any) -> Any:
+        def span_attributes(peer: str, agent: Any) -> dict[str, Any]:
+            # The SDK copies them into the span: one dict serves every call alike.
+            key = (peer, agent)
+            attributes = attribute_sets.get(key)
+            if attributes is None:
+                if len(attribute_sets) >= SPAN_ATTRIBUTE_SETS:
+                    attribute_sets.clear()
+                attributes = dict(base_attributes)
+                if peer:
+                    attributes.update(_peer_attributes(peer))
+                if isinstance(agent, str):
+                    attributes["rpc.user_agent"] = agent
+                attribute_sets[key] = attributes
+            return attributes
+
+        async def intercepted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            span = token = None
+            if traced:
+                metadata = context.invocation_metadata()
+                carrier = dict(metadata) if metadata else {}
+                span = start_span(
+                    full_method,
+                    propagate.extract(carrier),
+                    SpanKind.SERVER,
+                    span_attributes(context.peer(), carrier.get("user-agent")),
+                    record_exception=False,
+                    set_status_on_exception=False,
+                )
+                token = otel_context.attach(trace.set_span_in_context(span))
             error: BaseException | None = None
             started = time.perf_counter()
             try:
                 try:
-                    if not check_deadline:
-                        return await behavior(request, context)
-                    left = context.time_remaining()
+                    left = context.time_remaining() if check_deadline else None
                     if left is None:
                         return await behavior(request, context)
                     if left <= 0:
                         raise _expired(method, left)
-                    with deadlines.deadline_scope(left):
+                    scope = deadlines.enter(left)
+                    try:
                         return await behavior(request, context)
+                    finally:
+                        deadlines.leave(scope)
                 except grpc.aio.AbortError:
                     raise
                 except errors.ServiceError as caught:
@@ -246,79 +309,129 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 elapsed = time.perf_counter() - started
                 code = final_code(context, error)
-                duration.observe(elapsed)
+                observe(elapsed)
                 counter = counters.get(code)
                 if counter is None:
                     counter = counters[code] = metrics.RPC_SERVER_REQUESTS.labels(
                         service, method, code.name
                     )
                 counter.inc()
-                if span is not None:
-                    span.set_attribute("rpc.grpc.status_code", code.value[0])
+                # The access line is written inside the span: it carries its ids.
+                if quiet:
+                    access_line(context, logging.DEBUG, code, elapsed, service, method, 0)
+                elif code is OK:
+                    trace_id = 0 if span is None else span.get_span_context().trace_id
+                    sampled_out = decide(full_method, elapsed, trace_id)
+                    if sampled_out is not None:
+                        access_line(
+                            context, logging.INFO, code, elapsed, service, method, sampled_out
+                        )
+                else:
+                    if span is not None:
+                        span.set_attribute("rpc.grpc.status_code", code.value[0])
+                    level = logging.INFO
                     if code in SERVER_FAULT_CODES:
-                        span.set_status(Status(StatusCode.ERROR, code.name))
-                self._log(context, span, code, elapsed, quiet, service, method, sample_key)
-
-        async def intercepted(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if not traced:
-                return await run(request, context, None)
-            metadata = context.invocation_metadata()
-            carrier = {key: value for key, value in metadata} if metadata else {}
-            parent = propagate.extract(carrier)
-            attributes = dict(base_attributes)
-            peer = context.peer()
-            if peer:
-                attributes.update(_peer_attributes(peer))
-            agent = carrier.get("user-agent")
-            if isinstance(agent, str):
-                attributes["rpc.user_agent"] = agent
-            with tracer.start_as_current_span(
-                full_method,
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                return await run(request, context, span)
+                        level = logging.WARNING
+                        if span is not None:
+                            span.set_status(Status(StatusCode.ERROR, code.name))
+                    access_line(context, level, code, elapsed, service, method, 0)
+                if span is not None:
+                    otel_context.detach(token)  # type: ignore[arg-type]
+                    span.end()
 
         return intercepted
 
     def _log(
         self,
         context: grpc.aio.ServicerContext,
-        span: Any,
+        level: int,
         code: grpc.StatusCode,
         elapsed: float,
-        quiet: bool,
         service: str,
         method: str,
-        sample_key: str,
+        sampled_out: int,
     ) -> None:
-        extra: dict[str, Any] = {}
-        if quiet:
-            level = logging.DEBUG
-        elif code in SERVER_FAULT_CODES:
-            level = logging.WARNING
-        else:
-            level = logging.INFO
-            if code is grpc.StatusCode.OK:
-                trace_id = span.get_span_context().trace_id if span is not None else 0
-                decision = self._sampler.decide(sample_key, elapsed, trace_id)
-                if decision is None:
-                    return
-                if decision:
-                    extra["sampled_out"] = decision
         if not access_log.isEnabledFor(level):
             return
-        extra.update(
-            rpc_service=service,
-            rpc_method=method,
-            code=code.name,
-            duration_ms=round(elapsed * 1000, 2),
-            peer=context.peer(),
-        )
+        extra: dict[str, Any] = {
+            "rpc_service": service,
+            "rpc_method": method,
+            "code": code.name,
+            "duration_ms": round(elapsed * 1000, 2),
+            "peer": context.peer(),
+        }
+        if sampled_out:
+            extra["sampled_out"] = sampled_out
         access_log.log(level, "rpc", extra=extra)
+
+
+class KitRegistrar:
+    """Stands for the server in ``add_*Servicer_to_server(servicer, registrar)``.
+
+    Every unary-unary method registered through it reaches the server already
+    wrapped by the kit (:meth:`KitServerInterceptor.wrap_handler`), so the
+    server needs no interceptor; with ``kit=None`` (the kit intercepts
+    instead) handlers pass unchanged. Registered methods (what generated code
+    registers, looked up by gRPC core) are wrapped here once; generic handlers
+    (looked up per call, for methods not registered) wrap what they return,
+    once per method. Anything else is the server's.
+
+    ``register_methods=False`` keeps only the generic handlers, which generated
+    code adds too, for services called rarely (health, reflection): grpc.aio
+    keeps one request pending per registered method and waits on all of them
+    each time a call arrives, so every registered method costs every call.
+    """
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        kit: KitServerInterceptor | None,
+        *,
+        register_methods: bool = True,
+    ) -> None:
+        self._server = server
+        self._kit = kit
+        self._register_methods = register_methods
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        if not self._register_methods:
+            return
+        kit = self._kit
+        if kit is not None:
+            method_handlers = {
+                name: kit.wrap_handler(handler, f"/{service_name}/{name}")
+                for name, handler in method_handlers.items()
+            }
+        # grpc-stubs predates registered methods (grpcio >= 1.63).
+        self._server.add_registered_method_handlers(  # type: ignore[attr-defined]
+            service_name, method_handlers
+        )
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Any) -> None:
+        kit = self._kit
+        if kit is not None:
+            generic_rpc_handlers = [_KitGenericHandler(h, kit) for h in generic_rpc_handlers]
+        self._server.add_generic_rpc_handlers(generic_rpc_handlers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+class _KitGenericHandler(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler, kit: KitServerInterceptor) -> None:
+        self._inner = inner
+        self._kit = kit
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = self._inner.service(handler_call_details)
+        full_method = unary_method(handler, handler_call_details)
+        if handler is None or full_method is None:
+            return handler
+        return self._kit.wrap_handler(handler, full_method)
 
 
 class DeadlineInterceptor(grpc.aio.ServerInterceptor):
@@ -353,14 +466,19 @@ class DeadlineInterceptor(grpc.aio.ServerInterceptor):
 
 
 def server_interceptors(
-    extra: list[grpc.aio.ServerInterceptor] | None = None,
+    extra: list[grpc.aio.ServerInterceptor],
     tracer_provider: Any = None,
     sampler: AccessLogSampler | None = None,
-) -> list[grpc.aio.ServerInterceptor]:
-    """The kit's interceptor, then ``extra`` and the deadline check when there are extras."""
+) -> tuple[list[grpc.aio.ServerInterceptor], KitServerInterceptor | None]:
+    """The server's interceptors, and the kit to register methods with (None: it intercepts).
+
+    Without ``extra``: no interceptor, the kit wraps methods as they are
+    registered (:class:`KitRegistrar`). With ``extra``: the kit's
+    interceptor, then ``extra``, then the deadline check.
+    """
     if not extra:
-        return [KitServerInterceptor(tracer_provider=tracer_provider, sampler=sampler)]
+        return [], KitServerInterceptor(tracer_provider=tracer_provider, sampler=sampler)
     kit = KitServerInterceptor(
         tracer_provider=tracer_provider, sampler=sampler, check_deadline=False
     )
-    return [kit, *extra, DeadlineInterceptor()]
+    return [kit, *extra, DeadlineInterceptor()], None

@@ -1,4 +1,4 @@
-"""The gRPC aio server of a service, with health, reflection and the kit's interceptors."""
+"""The gRPC aio server of a service, with health, reflection and the kit's telemetry."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
-from emporium.kit.grpc.interceptors import server_interceptors
+from emporium.kit.grpc.interceptors import KitRegistrar, server_interceptors
 from emporium.kit.logging import AccessLogSampler
 
 log = logging.getLogger(__name__)
@@ -75,20 +76,27 @@ def build_server(
     microseconds instead of queueing calls until their deadlines expire.
     """
     health = health_servicer or HealthServicer()
+    chain, kit = server_interceptors(
+        list(interceptors), tracer_provider, access_log or AccessLogSampler(rate=1.0)
+    )
     server = grpc.aio.server(
-        interceptors=server_interceptors(
-            list(interceptors), tracer_provider, access_log or AccessLogSampler(rate=1.0)
-        ),
+        interceptors=chain,
         # gRPC shares a port with any other process by default (SO_REUSEPORT):
         # a second copy of a service would get half the calls. Refused instead.
         options=[("grpc.so_reuseport", 0), *options],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
+    # Without interceptors of the service's own, the kit wraps each method as it
+    # is registered and the server runs no interceptor per call.
+    registrar: Any = server if kit is None else KitRegistrar(server, kit)
     for add_to_server, servicer in servicers:
-        add_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [*service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], server
+        add_to_server(servicer, registrar)
+    # Health checks and reflection are rare: served by generic handlers only, they
+    # add nothing to what grpc.aio waits on for every call (KitRegistrar).
+    rare = KitRegistrar(server, kit, register_methods=False)
+    health_pb2_grpc.add_HealthServicer_to_server(health, rare)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        ReflectionServicer([*service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME]), rare
     )
     bound = server.add_insecure_port(f"{host}:{port}")
     set_serving(health, service_names, False)
