@@ -90,9 +90,9 @@ def test_dashboards_have_what_grafana_and_the_sidecar_rely_on() -> None:
 
 
 @pytest.mark.unit
-def test_every_query_is_promql_over_metrics_the_kit_defines() -> None:
+def test_every_query_is_promql_over_metrics_the_services_define() -> None:
     known = (
-        tools.sample_names(tools.kit_metric_families())
+        tools.sample_names(tools.metric_families())
         | tools.recorded_names()
         | tools.PROMETHEUS_BUILTINS
     )

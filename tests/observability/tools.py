@@ -132,11 +132,10 @@ def _rules_text() -> str:
     return "\n".join(path.read_text() for path in sorted(RULES.glob("*.yaml")))
 
 
-def kit_metric_families() -> dict[str, str]:
-    """Metric families the kit and the gateway define (their metrics.py): name -> type."""
+def metric_families() -> dict[str, str]:
+    """Metric families the kit and the services define (their metrics.py): name -> type."""
     source = "\n".join(
-        (ROOT / "services" / name / "src" / "emporium" / name / "metrics.py").read_text()
-        for name in ("kit", "gateway")
+        path.read_text() for path in sorted(ROOT.glob("services/*/src/emporium/*/metrics.py"))
     )
     return {
         name: kind.lower()
