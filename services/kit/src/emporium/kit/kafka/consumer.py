@@ -367,10 +367,23 @@ class IdempotentConsumer:
     def _consume_on_thread(
         self, consumer: Consumer, seconds: float
     ) -> tuple[list[ConsumedEvent], list[KafkaError]]:
-        """On the consumer's thread: one ``consume`` and the events it returned, decoded there."""
+        """On the consumer's thread: up to ``batch_size`` events, decoded there.
+
+        ``consume(n, timeout)`` returns only when it has ``n`` messages or the
+        timeout passed (measured with confluent-kafka 2.16: one message
+        waiting, ``consume(500, 0.5)`` returned after 500 ms), which would add
+        up to ``seconds`` to every event at low rates. So: what is queued
+        already, without waiting; if nothing, wait for the first message
+        only, then take what arrived with it.
+        """
         events: list[ConsumedEvent] = []
         errors: list[KafkaError] = []
-        for message in consumer.consume(self._batch_size, seconds):
+        messages = consumer.consume(self._batch_size, 0)
+        if not messages:
+            messages = consumer.consume(1, seconds)
+            if messages and self._batch_size > 1:
+                messages += consumer.consume(self._batch_size - 1, 0)
+        for message in messages:
             error = message.error()
             if error is None:
                 events.append(ConsumedEvent.from_message(message))
