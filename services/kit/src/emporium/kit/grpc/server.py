@@ -79,7 +79,9 @@ def build_server(
         interceptors=server_interceptors(
             list(interceptors), tracer_provider, access_log or AccessLogSampler(rate=1.0)
         ),
-        options=list(options),
+        # gRPC shares a port with any other process by default (SO_REUSEPORT):
+        # a second copy of a service would get half the calls. Refused instead.
+        options=[("grpc.so_reuseport", 0), *options],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     for add_to_server, servicer in servicers:

@@ -98,6 +98,12 @@ tracer = trace.get_tracer("emporium.kit.kafka")
 #: A partition: (topic, partition number).
 Partition = tuple[str, int]
 
+#: How long one consume waits for messages on the consumer's thread.
+_POLL_SECONDS = 0.5
+#: How long the health check's metadata request may take; with the consume it
+#: may wait for, it stays under the health registry's 1 s check timeout.
+_CHECK_SECONDS = 0.4
+
 # Commit errors that mean the partitions are no longer ours (a rebalance).
 _REBALANCED = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -213,6 +219,9 @@ class IdempotentConsumer:
         self._pending: dict[Partition, int] = {}
         # Offset of the next message to process per partition (for the lag).
         self._positions: dict[Partition, int] = {}
+        # The last highwater librdkafka fetched per assigned partition, read on
+        # the consumer's thread after each consume (for the lag, off the loop).
+        self._highwater: dict[Partition, int] = {}
         self.state = "idle"
         self.last_error: str | None = None
         self.counts: dict[str, int] = {
@@ -389,7 +398,22 @@ class IdempotentConsumer:
                 events.append(ConsumedEvent.from_message(message))
             elif error.code() != KafkaError._PARTITION_EOF:
                 errors.append(error)
+        self._highwater = self._read_highwater(consumer)
         return events, errors
+
+    def _read_highwater(self, consumer: Consumer) -> dict[Partition, int]:
+        """On the consumer's thread: the cached highwater of each assigned partition."""
+        highwater: dict[Partition, int] = {}
+        for tp in self._assigned:
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(*tp), timeout=0, cached=True
+                )
+            except KafkaException:
+                continue
+            if high is not None and high >= 0 and high != OFFSET_INVALID:
+                highwater[tp] = high
+        return highwater
 
     async def _consume(self, seconds: float) -> list[ConsumedEvent]:
         """One poll: up to ``batch_size`` events, in partition order (decoded off the loop)."""
@@ -406,7 +430,7 @@ class IdempotentConsumer:
 
     async def _poll_once(self) -> None:
         try:
-            events = await self._consume(0.5)
+            events = await self._consume(_POLL_SECONDS)
         except KafkaException as error:
             self.last_error = f"Kafka poll failed: {error}"
             log.warning("Kafka poll failed; retrying", extra={"error": self.last_error})
@@ -891,26 +915,18 @@ class IdempotentConsumer:
     def _lag_snapshot(self) -> dict[Partition, int]:
         """Messages not processed yet per partition (highwater minus the next to process).
 
-        The highwater comes from librdkafka's last fetch response (no request),
-        so it stays current while a message is stuck in its handler, which is
-        when it matters.
+        The highwater is the one librdkafka's last fetch response gave, read on
+        the consumer's thread after each consume (no request), so it stays
+        current while a message is stuck in its handler, which is when it matters.
         """
-        consumer = self._consumer
-        assigned = self._assigned if consumer is not None else frozenset()
+        assigned = self._assigned if self._consumer is not None else frozenset()
+        highwater = self._highwater
         lag: dict[Partition, int] = {}
         for tp in assigned:
-            position = self._positions.get(tp)
-            if position is None or consumer is None:
+            position, high = self._positions.get(tp), highwater.get(tp)
+            if position is None or high is None:
                 continue  # nothing fetched from this partition yet
-            try:
-                _, highwater = consumer.get_watermark_offsets(
-                    TopicPartition(*tp), timeout=0, cached=True
-                )
-            except KafkaException:
-                continue
-            if highwater is None or highwater < 0 or highwater == OFFSET_INVALID:
-                continue
-            lag[tp] = max(0, highwater - position)
+            lag[tp] = max(0, high - position)
             metrics.KAFKA_CONSUMER_LAG.labels(tp[0], str(tp[1]), self.group_id).set(lag[tp])
         for tp in set(self._positions) - set(assigned):
             del self._positions[tp]
@@ -919,12 +935,20 @@ class IdempotentConsumer:
         return lag
 
     async def check(self) -> str:
-        """Health check: a metadata round-trip through the consumer's client (off the loop)."""
-        consumer = self._consumer
-        if consumer is None:
+        """Health check: a metadata round-trip through the consumer's client, on its thread.
+
+        It waits for the consume in progress (0.5 s at most) and then asks for
+        metadata for up to ``_CHECK_SECONDS``; one at a time, however often it is asked.
+        """
+        consumer, thread = self._consumer, self._thread
+        if consumer is None or thread is None:
             raise ConnectionError(f"consumer not connected ({self.last_error or self.state})")
         try:
-            await asyncio.to_thread(consumer.list_topics, self.topics[0], 2.0)
+            await thread.probe(
+                _POLL_SECONDS + _CHECK_SECONDS, consumer.list_topics, self.topics[0], _CHECK_SECONDS
+            )
+        except TimeoutError as error:
+            raise ConnectionError("Kafka not reachable: no metadata answer in time") from error
         except KafkaException as error:
             raise ConnectionError(f"Kafka not reachable: {error}") from error
         lag = self._lag_snapshot()

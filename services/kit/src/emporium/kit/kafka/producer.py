@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from emporium.kit.config import KafkaSettings
+from emporium.kit.kafka.bridge import ClientThread
 from emporium.kit.kafka.config import client_config
 from emporium.kit.kafka.events import messaging_attributes
 from emporium.kit.telemetry import inject_headers
@@ -31,6 +32,8 @@ tracer = trace.get_tracer("emporium.kit.kafka")
 
 #: How long the producer's thread waits in one ``poll`` for delivery reports.
 _POLL_SECONDS = 0.1
+#: How long the health check's metadata request may take (the registry's timeout is 1 s).
+_CHECK_SECONDS = 0.8
 #: How long ``produce`` waits for room when librdkafka's queue is full.
 _QUEUE_FULL_WAIT = 0.005
 
@@ -104,6 +107,8 @@ class EventProducer:
         # Delivery outcomes collected during one poll (on the client's thread),
         # handed to their loops after it.
         self._local = threading.local()
+        # Health checks' metadata requests, one at a time (created on the first check).
+        self._checks: ClientThread | None = None
         self.last_error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -146,6 +151,8 @@ class EventProducer:
         self._stopped = True
         thread = self._thread
         self._retire()
+        if self._checks is not None:
+            self._checks.close()
         if thread is not None:
             await asyncio.to_thread(thread.join, self._flush_timeout + 1)
 
@@ -253,8 +260,14 @@ class EventProducer:
     async def check(self) -> str:
         """A health check: one metadata round-trip to the cluster (off the event loop)."""
         producer = self._ensure_started()
+        if self._checks is None:
+            self._checks = ClientThread(f"kafka-producer-{self._config['client.id']}-checks")
         try:
-            metadata = await asyncio.to_thread(producer.list_topics, None, 2.0)
+            metadata = await self._checks.probe(
+                _CHECK_SECONDS + 0.1, producer.list_topics, None, _CHECK_SECONDS
+            )
+        except TimeoutError as error:
+            raise KafkaUnavailable("no metadata answer in time") from error
         except KafkaException as error:
             raise KafkaUnavailable(_describe(error.args[0])) from error
         return f"{len(metadata.brokers)} broker(s) reachable"
