@@ -3,7 +3,7 @@ for integration tests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -22,12 +22,17 @@ class FakeDecisionStore:
     decisions: dict[str, domain.Decision] = field(default_factory=dict)
     outbox: list[domain.Decision] = field(default_factory=list)
 
-    async def add_decision(self, order: domain.PlacedOrder, decision: domain.Decision) -> bool:
-        if order.order_id in self.decisions:
-            return False
-        self.decisions[order.order_id] = decision
-        self.outbox.append(decision)
-        return True
+    async def add_decisions(
+        self, decided: Sequence[tuple[domain.PlacedOrder, domain.Decision]]
+    ) -> set[str]:
+        stored: set[str] = set()
+        for order, decision in decided:
+            if order.order_id in self.decisions:
+                continue
+            self.decisions[order.order_id] = decision
+            self.outbox.append(decision)
+            stored.add(decision.event_id)
+        return stored
 
 
 @pytest.fixture

@@ -103,3 +103,22 @@ async def test_a_redelivered_order_gets_no_second_decision(decision_store: Any) 
     first = await domain.decide(decision_store, placed)
     assert await domain.decide(decision_store, placed) is None
     assert decision_store.outbox == [first]
+
+
+async def test_decide_all_decides_each_order_once_in_order(decision_store: Any) -> None:
+    first, second, denied = order(), order(total_minor=150_000), order(customer="fraud-y")
+    earlier = await domain.decide(decision_store, first)
+    # A redelivered order and a second event for one order in the same call
+    # get no second decision; the others are decided in their order.
+    made = await domain.decide_all(decision_store, [first, second, denied, second])
+    assert [decision.order_id for decision in made] == [second.order_id, denied.order_id]
+    assert [(d.verdict, d.risk_score) for d in made] == [
+        (Verdict.APPROVE, 20),
+        (Verdict.REJECT, 100),
+    ]
+    assert decision_store.outbox == [earlier, *made]
+
+
+async def test_decide_all_of_nothing_decides_nothing(decision_store: Any) -> None:
+    assert await domain.decide_all(decision_store, []) == []
+    assert decision_store.outbox == []

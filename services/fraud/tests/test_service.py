@@ -17,11 +17,14 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from emporium.common.v1 import money_pb2
 from emporium.events.v1 import fraud_events_pb2, order_events_pb2
+from emporium.fraud.main import build
+from emporium.fraud.settings import FraudSettings
 from emporium.fraud.topics import Topics
+from emporium.kit.config import parse_settings
 from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
 from emporium.orders.v1 import orders_pb2
-from emporium.testing.pytest_plugin import eventually
+from emporium.testing.pytest_plugin import eventually, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -180,6 +183,75 @@ async def test_an_impossible_order_is_dead_lettered_with_its_reason_and_never_sc
     ]
     assert await db.fetchval("SELECT order_id FROM decisions") == good.order_id
     assert await db.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+async def _backlog(producer: EventProducer, topics: Topics, poison: bool) -> list[Any]:
+    """40 orders (the 6th denied, the 10th too expensive), queued before fraud starts.
+
+    Then a redelivery of the 4th and the 5th order under a new event id; with
+    ``poison``, an undecodable event in the middle.
+    """
+    orders = [order_placed() for _ in range(40)]
+    orders[5] = order_placed(customer="fraud-mallory")
+    orders[9] = order_placed(total_minor=250_000)
+    for i, event in enumerate(orders):
+        if poison and i == 20:
+            await publish(producer, topics.order_placed, order_placed(), payload=b"\xffnot it")
+        await publish(producer, topics.order_placed, event)
+    await publish(producer, topics.order_placed, orders[3])
+    await publish(producer, topics.order_placed, orders[4], event_id=str(uuid.uuid4()))
+    return orders
+
+
+async def _each_decided_once(
+    orders: list[Any], db: Database, topics: Topics, read_topic: Any
+) -> None:
+    await eventually(lambda: _has(db, 40), within=30)
+    records = await read_topic(topics.fraud_decision_made, 41, within=5)
+    published = [fraud_events_pb2.FraudDecisionMade.FromString(r.value) for r in records]
+    assert sorted(d.order_id for d in published) == sorted(o.order_id for o in orders)
+    verdicts = {d.order_id: d.decision for d in published}
+    assert [o.order_id for o in orders if verdicts[o.order_id] == REJECT] == [
+        orders[5].order_id,
+        orders[9].order_id,
+    ]
+    assert await decision_count(db) == 40
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 40
+
+
+async def test_a_backlog_is_decided_in_batches_each_order_once(
+    database: str,
+    kafka_bootstrap: str,
+    db: Database,
+    topics: Topics,
+    producer: EventProducer,
+    read_topic: Any,
+    run_service: Any,
+) -> None:
+    orders = await _backlog(producer, topics, poison=False)
+    env = service_env("fraud", DATABASE_URL=database, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap)
+    await run_service(await build(parse_settings(FraudSettings, env), topics))
+    await _each_decided_once(orders, db, topics, read_topic)
+    # Many decisions per transaction: the backlog was not applied one by one.
+    transactions = await db.fetchval("SELECT count(DISTINCT xmin::text) FROM decisions")
+    assert transactions < 20, f"{transactions} transactions for 40 decisions"
+
+
+async def test_a_poison_event_in_a_backlog_is_dead_lettered_and_the_rest_decided(
+    database: str,
+    kafka_bootstrap: str,
+    db: Database,
+    topics: Topics,
+    producer: EventProducer,
+    read_topic: Any,
+    run_service: Any,
+) -> None:
+    orders = await _backlog(producer, topics, poison=True)
+    env = service_env("fraud", DATABASE_URL=database, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap)
+    await run_service(await build(parse_settings(FraudSettings, env), topics))
+    await _each_decided_once(orders, db, topics, read_topic)
+    dead = await read_topic(f"{topics.order_placed}.dlq", 1)
+    assert [r.value for r in dead] == [b"\xffnot it"]
 
 
 async def test_grpc_port_serves_health_and_reflection(fraud: Any) -> None:

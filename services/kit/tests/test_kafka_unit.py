@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Message, Producer
+from opentelemetry import trace
 
 from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, parse_settings
+from emporium.kit.db import UnitOfWork
 from emporium.kit.kafka import (
+    BatchHandler,
     ConsumedEvent,
     EventProducer,
     IdempotentConsumer,
     PoisonMessage,
     backoff_delay,
+    batch_handler,
     client_config,
     dlq_topic,
     parse_event,
+    traced,
 )
 
 pytestmark = pytest.mark.unit
@@ -173,3 +179,30 @@ def test_consumer_needs_a_group_and_a_handler() -> None:
     )
     assert consumer.group_id == "catalog"
     assert consumer.max_attempts == 7
+
+
+async def test_a_batch_handler_called_as_a_handler_applies_that_one_event() -> None:
+    calls: list[tuple[list[str], object]] = []
+
+    async def apply(events: Sequence[ConsumedEvent], uow: UnitOfWork) -> None:
+        """Decides orders."""
+        calls.append(([event.event_id for event in events], uow))
+
+    handler = batch_handler(apply)
+    uow = object()
+    event = ConsumedEvent("t", 0, 5, "k", b"v", {"event-id": "e-1"})
+    await handler(event, uow)  # type: ignore[arg-type]
+    await handler.apply([event, event], uow)  # type: ignore[arg-type]
+
+    assert isinstance(handler, BatchHandler)
+    assert calls == [(["e-1"], uow), (["e-1", "e-1"], uow)]
+    assert handler.__doc__ == "Decides orders."  # it reads like the function it wraps
+
+
+def test_traced_outside_a_batch_leaves_the_current_span_alone() -> None:
+    event = ConsumedEvent("t", 0, 5, "k", b"v", {"event-id": "e-1"})
+    before = trace.get_current_span()
+    with traced(event):
+        assert trace.get_current_span() is before
+    with traced(None):
+        assert trace.get_current_span() is before

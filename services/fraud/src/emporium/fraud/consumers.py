@@ -1,11 +1,19 @@
-"""Kafka handlers of fraud: decode the event, hand it to the domain.
+"""Kafka handlers of fraud: decode the events, hand them to the domain.
 
-The handler runs inside the kit consumer's transaction (the unit of work
-``conn`` it is given), so the decision, its outbox event and the processed event id commit
-or roll back together.
+``orders.order-placed.v1`` is fraud's hot topic, so its handler is a batch
+handler: it gets a poll's new events at once, inside the kit consumer's
+transaction (the unit of work ``uow`` it is given), decodes them all, lets
+the domain decide them all, and the store writes the decisions with one
+statement (their outbox rows go with the kit's one statement per poll). The
+decisions, their outbox events and the processed event ids commit or roll
+back together. If one event is poison the call fails, and the kit applies the
+poll's events one by one (this handler called with one event), so only that
+one goes to the dead-letter topic.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from emporium.contracts.events import order_placed_violations
 from emporium.events.v1 import order_events_pb2
@@ -14,7 +22,7 @@ from emporium.fraud.repository import PostgresDecisionStore
 from emporium.fraud.topics import Topics
 from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
-from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
+from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, batch_handler, parse_event
 
 
 def decode_order_placed(payload: bytes) -> domain.PlacedOrder:
@@ -35,7 +43,13 @@ def decode_order_placed(payload: bytes) -> domain.PlacedOrder:
 def handlers(topics: Topics) -> dict[str, Handler]:
     """The consumer's handlers, by topic."""
 
-    async def order_placed(event: ConsumedEvent, conn: UnitOfWork) -> None:
-        await domain.decide(PostgresDecisionStore(conn, topics), decode_order_placed(event.value))
+    @batch_handler
+    async def order_placed(events: Sequence[ConsumedEvent], uow: UnitOfWork) -> None:
+        orders = [decode_order_placed(event.value) for event in events]
+        # The first event of an order is the one it is decided by.
+        causes: dict[str, ConsumedEvent] = {}
+        for order, event in zip(orders, events, strict=True):
+            causes.setdefault(order.order_id, event)
+        await domain.decide_all(PostgresDecisionStore(uow, topics, causes), orders)
 
     return {topics.order_placed: order_placed}

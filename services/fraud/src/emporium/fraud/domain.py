@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -124,8 +124,13 @@ def score(order: PlacedOrder) -> Score:
 class DecisionStore(Protocol):
     """The writes of one consumer transaction."""
 
-    async def add_decision(self, order: PlacedOrder, decision: Decision) -> bool:
-        """Stores the decision and enqueues its event; False if the order already has one."""
+    async def add_decisions(self, decided: Sequence[tuple[PlacedOrder, Decision]]) -> set[str]:
+        """Stores the decisions and enqueues their events, in order.
+
+        An order that already has a decision (stored before, or earlier in
+        ``decided``) gets no second one. Returns the event ids of the
+        decisions stored now.
+        """
         ...
 
 
@@ -141,6 +146,50 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+async def decide_all(
+    store: DecisionStore,
+    orders: Sequence[PlacedOrder],
+    clock: Clock = utc_now,
+    new_id: IdFactory = new_id,
+) -> list[Decision]:
+    """Scores each order once, in order; returns the decisions made now.
+
+    A re-delivered order (or a second event for an order in the same call)
+    gets no second decision.
+    """
+    decided = [
+        (
+            order,
+            Decision(
+                event_id=new_id(),
+                order_id=order.order_id,
+                verdict=result.verdict,
+                risk_score=result.risk_score,
+                reason=result.reason,
+                decided_at=clock(),
+            ),
+        )
+        for order in orders
+        for result in (score(order),)
+    ]
+    stored = await store.add_decisions(decided)
+    made: list[Decision] = []
+    for order, decision in decided:
+        if decision.event_id not in stored:
+            log.info("order already decided; event ignored", extra={"order_id": order.order_id})
+            continue
+        made.append(decision)
+        log.info(
+            "fraud decision made",
+            extra={
+                "order_id": order.order_id,
+                "verdict": decision.verdict.value,
+                "risk_score": decision.risk_score,
+            },
+        )
+    return made
+
+
 async def decide(
     store: DecisionStore,
     order: PlacedOrder,
@@ -148,24 +197,5 @@ async def decide(
     new_id: IdFactory = new_id,
 ) -> Decision | None:
     """Scores an order once; a re-delivered order gets no second decision."""
-    result = score(order)
-    decision = Decision(
-        event_id=new_id(),
-        order_id=order.order_id,
-        verdict=result.verdict,
-        risk_score=result.risk_score,
-        reason=result.reason,
-        decided_at=clock(),
-    )
-    if not await store.add_decision(order, decision):
-        log.info("order already decided; event ignored", extra={"order_id": order.order_id})
-        return None
-    log.info(
-        "fraud decision made",
-        extra={
-            "order_id": order.order_id,
-            "verdict": decision.verdict.value,
-            "risk_score": decision.risk_score,
-        },
-    )
-    return decision
+    made = await decide_all(store, [order], clock, new_id)
+    return made[0] if made else None

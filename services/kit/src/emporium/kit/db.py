@@ -61,6 +61,7 @@ import psycopg.errors
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from psycopg.rows import dict_row
+from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from tenacity import (
     AsyncRetrying,
@@ -190,6 +191,19 @@ def database_retry(
 
 class _Cursor(psycopg.AsyncRawCursor[Any]):
     """Server-side ``$1`` placeholders, as PostgreSQL writes them."""
+
+
+def _adapt(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Python lists go to the server as binary arrays.
+
+    psycopg's default for a list parameter is the text format, which quotes
+    and escapes every element in Python: for the set-based statements of the
+    event path (``unnest($1::text[], ...)`` over a poll's 500 events) that was
+    the largest client-side cost (about 3 ms per 500 timestamps, 1 ms per 500
+    strings, against 0.1 ms in binary). Binary arrays carry their element
+    type, so a statement says it with a cast where it matters (``$1::int[]``).
+    """
+    conn.adapters.register_dumper(list, ListBinaryDumper)
 
 
 #: Whether statements get their own CLIENT span (switched by ``DATABASE_TRACE_QUERIES``).
@@ -339,6 +353,7 @@ class Database:
                     database.unreachable = True
                     raise
                 database.unreachable = False
+                _adapt(conn)
                 return conn
 
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
@@ -547,7 +562,7 @@ async def connect(url: str, *, connect_timeout: float = 5.0) -> psycopg.AsyncCon
     """One autocommit connection outside any pool (migrations, tooling)."""
     instrument_database()
     try:
-        return await psycopg.AsyncConnection.connect(
+        conn = await psycopg.AsyncConnection.connect(
             url,
             autocommit=True,
             row_factory=dict_row,
@@ -556,6 +571,8 @@ async def connect(url: str, *, connect_timeout: float = 5.0) -> psycopg.AsyncCon
         )
     except psycopg.OperationalError as error:
         raise _unavailable(error) from error
+    _adapt(conn)
+    return conn
 
 
 async def migrate(

@@ -1,9 +1,10 @@
 """Kafka for the services, on librdkafka (confluent-kafka): events, producer, consumer.
 
 * :mod:`.events`: :class:`ConsumedEvent`, :class:`PoisonMessage`, :func:`parse_event`,
-  the header names;
+  :func:`batch_handler` (a handler that takes a poll's events at once), the header names;
 * :mod:`.producer`: the idempotent :class:`EventProducer`;
-* :mod:`.consumer`: the batched, idempotent :class:`IdempotentConsumer`;
+* :mod:`.consumer`: the batched, idempotent :class:`IdempotentConsumer`, and
+  :func:`traced` (a batch handler's work for one event, in that event's trace);
 * :mod:`.ledger`: the ``processed_events`` ledger the consumer deduplicates with;
 * :mod:`.config`: the one mapping from ``KAFKA_*`` settings to librdkafka's;
 * :mod:`.retry`: the backoff shared with the outbox relay;
@@ -11,16 +12,19 @@
 """
 
 from emporium.kit.kafka.config import client_config
-from emporium.kit.kafka.consumer import IdempotentConsumer
+from emporium.kit.kafka.consumer import IdempotentConsumer, traced
 from emporium.kit.kafka.events import (
     CONTENT_TYPE_HEADER,
     DLQ_SUFFIX,
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
     PROTOBUF_CONTENT_TYPE,
+    BatchApply,
+    BatchHandler,
     ConsumedEvent,
     Handler,
     PoisonMessage,
+    batch_handler,
     dlq_topic,
     parse_event,
 )
@@ -33,6 +37,8 @@ __all__ = [
     "EVENT_ID_HEADER",
     "EVENT_TYPE_HEADER",
     "PROTOBUF_CONTENT_TYPE",
+    "BatchApply",
+    "BatchHandler",
     "ConsumedEvent",
     "Delivery",
     "EventProducer",
@@ -41,7 +47,9 @@ __all__ = [
     "KafkaUnavailable",
     "PoisonMessage",
     "backoff_delay",
+    "batch_handler",
     "client_config",
     "dlq_topic",
     "parse_event",
+    "traced",
 ]

@@ -20,6 +20,17 @@ Usage in a service's composition root (:meth:`Service.producer` and
         placed = parse_event(OrderPlaced, event.value)  # PoisonMessage if undecodable
         await score_order(uow, placed)  # runs in the consumer's transaction
 
+A hot topic whose effects can be written set-based registers a batch handler
+instead (:func:`~emporium.kit.kafka.batch_handler`): it gets a poll's new
+events of its topic at once, in the same transaction as their ledger rows,
+and wraps each event's own work (an outbox row, a log line) in
+:func:`traced` to keep it in that event's trace::
+
+    @batch_handler
+    async def handle_order_placed(events: Sequence[ConsumedEvent], uow: UnitOfWork) -> None:
+        orders = [parse_event(OrderPlaced, event.value) for event in events]
+        await score_orders(uow, orders)  # one INSERT for all of them
+
 What the consumer guarantees, per message:
 
 * the event id is inserted into ``processed_events`` and the handler runs in
@@ -28,8 +39,9 @@ What the consumer guarantees, per message:
 * the Kafka offset is committed only after that transaction committed, so a
   crash at any point redelivers the message instead of losing it;
 * a poll's messages are applied in one transaction (one ledger statement for
-  all of them, then each handler); if one handler fails the transaction is
-  undone and the poll is applied again with a savepoint per message, which
+  all of them, then each handler, or one call of a topic's batch handler); if
+  a handler fails the transaction is undone and the poll is applied again
+  with a savepoint per message (a batch handler given one event), which
   isolates the failing one;
 * a failing handler is retried with backoff up to ``max_attempts`` times, then
   the original message goes to ``<topic>.dlq`` with headers describing the
@@ -53,7 +65,8 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
@@ -67,6 +80,7 @@ from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka.bridge import ClientThread
 from emporium.kit.kafka.config import client_config
 from emporium.kit.kafka.events import (
+    BatchHandler,
     ConsumedEvent,
     Handler,
     PoisonMessage,
@@ -97,6 +111,34 @@ _REBALANCED = {
     KafkaError.UNKNOWN_MEMBER_ID,
     KafkaError._ASSIGNMENT_LOST,
 }
+
+
+#: The consumer spans of the events a batch handler is applying, by (topic, partition, offset).
+_batch_spans: ContextVar[Mapping[tuple[str, int, int], trace.Span] | None] = ContextVar(
+    "emporium_kafka_batch_spans", default=None
+)
+
+
+@contextlib.contextmanager
+def traced(event: ConsumedEvent | None) -> Iterator[None]:
+    """Within the block, work belongs to ``event``'s consumer span (its trace).
+
+    A batch handler runs under no single event's span; it wraps what it does
+    for one event (an outbox row it enqueues, a log line) in this, so the
+    row's trace context, and with it the relay's publish and the next
+    consumer, continue that event's trace. Elsewhere (a per-event handler,
+    or a batch handler applying one event) the event's span is current
+    already and this does nothing; so it does for ``None``.
+    """
+    spans = _batch_spans.get()
+    span = None
+    if spans and event is not None:
+        span = spans.get((event.topic, event.partition, event.offset))
+    if span is None:
+        yield
+        return
+    with trace.use_span(span, end_on_exit=False):
+        yield
 
 
 class _Abandon(Exception):
@@ -334,10 +376,23 @@ class IdempotentConsumer:
     def _consume_on_thread(
         self, consumer: Consumer, seconds: float
     ) -> tuple[list[ConsumedEvent], list[KafkaError]]:
-        """On the consumer's thread: one ``consume`` and the events it returned, decoded there."""
+        """On the consumer's thread: up to ``batch_size`` events, decoded there.
+
+        ``consume(n, timeout)`` returns only when it has ``n`` messages or the
+        timeout passed (measured with confluent-kafka 2.16: one message
+        waiting, ``consume(500, 0.5)`` returned after 500 ms), which would add
+        up to ``seconds`` to every event at low rates. So: what is queued
+        already, without waiting; if nothing, wait for the first message
+        only, then take what arrived with it.
+        """
         events: list[ConsumedEvent] = []
         errors: list[KafkaError] = []
-        for message in consumer.consume(self._batch_size, seconds):
+        messages = consumer.consume(self._batch_size, 0)
+        if not messages:
+            messages = consumer.consume(1, seconds)
+            if messages and self._batch_size > 1:
+                messages += consumer.consume(self._batch_size - 1, 0)
+        for message in messages:
             error = message.error()
             if error is None:
                 events.append(ConsumedEvent.from_message(message))
@@ -482,25 +537,34 @@ class IdempotentConsumer:
     ) -> list[tuple[ConsumedEvent, BaseException | None]]:
         """Applies a poll's events in one transaction: one ledger statement, handlers, a commit.
 
-        If a handler fails, the transaction is undone and the poll is applied
-        again with a savepoint per event (:meth:`_apply_isolating`), which sets
-        the failing event apart. If the transaction itself fails (the database
-        went away, the commit failed) every event takes the one-by-one path,
-        which waits for the database. Returns the events left over, in order,
-        with the error of their attempt in the batch (it counts as their first
-        attempt). Offsets move only after the commit.
+        Per-event handlers run in the poll's order; a topic's batch handler
+        (:func:`~emporium.kit.kafka.batch_handler`) runs once, after them, with
+        the topic's new events in order (per-partition order is what Kafka
+        keeps; events of two topics are never on one partition). If a handler
+        fails, the transaction is undone and the poll is applied again with a
+        savepoint per event (:meth:`_apply_isolating`; a batch handler is then
+        given one event at a time), which sets the failing event apart. If the
+        transaction itself fails (the database went away, the commit failed)
+        every event takes the one-by-one path, which waits for the database.
+        Returns the events left over, in order, with the error of their
+        attempt in the batch (a per-event handler's failure counts as that
+        event's first attempt; a batch handler's failure counts for none of
+        its events). Offsets move only after the commit.
         """
         if any(event.topic not in self._handlers for event in events):
             return await self._apply_isolating(events)
         started = time.perf_counter()
         applied: list[tuple[ConsumedEvent, str, trace.Span]] = []
         failed: tuple[int, BaseException] | None = None
-        flush_failed = False
+        isolate = False
         try:
             async with self._db.unit_of_work() as uow:
                 claimed = await self._ledger.claim_many(uow, events)
                 # Outbox rows the handlers enqueue are written with one statement.
                 with outbox.collecting(uow) as rows:
+                    # New events of topics with a batch handler, for one call each.
+                    batches: dict[str, list[ConsumedEvent]] = {}
+                    spans: dict[tuple[str, int, int], trace.Span] = {}
                     for index, event in enumerate(events):
                         if self._stopping.is_set():
                             # stop() lets the event in hand finish; the rest is
@@ -512,18 +576,36 @@ class IdempotentConsumer:
                         if event.event_id not in claimed:
                             continue
                         claimed.discard(event.event_id)  # a second copy in this poll is one
+                        handler = self._handlers[event.topic]
+                        if isinstance(handler, BatchHandler):
+                            batches.setdefault(event.topic, []).append(event)
+                            spans[(event.topic, event.partition, event.offset)] = span
+                            applied[-1] = (event, "processed", span)
+                            continue
                         try:
                             with trace.use_span(span, end_on_exit=False):
-                                await self._handlers[event.topic](event, uow)
+                                await handler(event, uow)
                         except Exception as error:
                             if not is_connection_error(error):
                                 failed = (index, error)
                             raise
                         applied[-1] = (event, "processed", span)
+                    token = _batch_spans.set(spans)
+                    try:
+                        for topic, fresh in batches.items():
+                            batch = self._handlers[topic]
+                            assert isinstance(batch, BatchHandler)
+                            await batch.apply(fresh, uow)
+                    except Exception as error:
+                        # Which event failed is not known: all of them are set apart.
+                        isolate = not is_connection_error(error)
+                        raise
+                    finally:
+                        _batch_spans.reset(token)
                 try:
                     await outbox.write_collected(uow, rows)
                 except Exception as error:
-                    flush_failed = not is_connection_error(error)
+                    isolate = not is_connection_error(error)
                     raise
         except Exception as error:
             for _, _, span in applied:
@@ -532,8 +614,13 @@ class IdempotentConsumer:
             if failed is not None:
                 # The failing event's attempt counts; the others run again, isolated.
                 return await self._apply_isolating(events, {failed[0]: failed[1]})
-            if flush_failed:
-                # An outbox row was refused (a reused event id): find its event.
+            if isolate:
+                # A batch handler failed, or an outbox row was refused (a reused
+                # event id): find the event, one savepoint each.
+                log.info(
+                    "batch failed; applying its events one by one to set the failing one apart",
+                    extra={"group": self.group_id, "error": f"{type(error).__name__}: {error}"},
+                )
                 return await self._apply_isolating(events)
             log.warning(
                 "batch transaction failed; applying its events one by one",

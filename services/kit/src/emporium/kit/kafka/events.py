@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -96,3 +97,44 @@ def parse_event(message_type: type[M], payload: bytes) -> M:
 
 #: A handler applies one event's effect in the consumer's unit of work (its transaction).
 Handler = Callable[[ConsumedEvent, UnitOfWork], Awaitable[None]]
+
+#: What :func:`batch_handler` wraps: the effects of several events of one topic at once.
+BatchApply = Callable[[Sequence[ConsumedEvent], UnitOfWork], Awaitable[None]]
+
+
+class BatchHandler:
+    """A :data:`Handler` that can also apply many events of its topic at once.
+
+    Made by :func:`batch_handler`. The consumer gives ``apply`` every new event
+    of a poll on the handler's topic (redeliveries already left out by the
+    ledger), in partition order, in the poll's transaction; called as a
+    plain handler it applies one event (``apply([event], uow)``), which is
+    what the consumer does to set a failing event apart.
+    """
+
+    def __init__(self, apply: BatchApply) -> None:
+        self.apply = apply
+        functools.update_wrapper(self, apply)
+
+    async def __call__(self, event: ConsumedEvent, uow: UnitOfWork) -> None:
+        await self.apply((event,), uow)
+
+
+def batch_handler(apply: BatchApply) -> BatchHandler:
+    """Registers ``apply(events, uow)`` as a topic's handler; see :class:`BatchHandler`.
+
+    For a hot topic whose effects can be written set-based (one statement for
+    a poll's events instead of one per event)::
+
+        @batch_handler
+        async def order_placed(events: Sequence[ConsumedEvent], uow: UnitOfWork) -> None:
+            orders = [decode_order_placed(event.value) for event in events]
+            await domain.decide_all(PostgresDecisionStore(uow, topics), orders)
+
+    ``apply`` must give every event the effect it would get alone, in order:
+    two events of one key in the same call are applied in their order. If it
+    raises, nothing of the call is kept, and the consumer applies the poll's
+    events one by one, so a poison message goes to the dead-letter topic
+    without holding back the others.
+    """
+    return BatchHandler(apply)
