@@ -85,7 +85,7 @@ async def test_the_lag_is_read_without_waiting_for_the_consumers_thread(
             finished.set()
 
         holding = asyncio.ensure_future(thread.call(hold))
-        await asyncio.sleep(0.8)  # the consume in progress (0.5 s at most) ended; hold() runs
+        await asyncio.sleep(0.8)  # the consume in progress (0.2 s at most) ended; hold() runs
         info = consumer.info()
         # The loop got its answer while hold() still had the client.
         assert not finished.is_set()

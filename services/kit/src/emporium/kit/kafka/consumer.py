@@ -99,10 +99,14 @@ tracer = trace.get_tracer("emporium.kit.kafka")
 Partition = tuple[str, int]
 
 #: How long one consume waits for messages on the consumer's thread.
-_POLL_SECONDS = 0.5
-#: How long the health check's metadata request may take; with the consume it
-#: may wait for, it stays under the health registry's 1 s check timeout.
-_CHECK_SECONDS = 0.4
+#: How long one consume waits for a first message on the consumer's thread;
+#: short, because a health check or a commit waits behind it.
+_POLL_SECONDS = 0.2
+#: How long the health check's metadata request may take.
+_CHECK_SECONDS = 0.5
+#: How long the health check waits in all: the consume in progress, then the
+#: metadata request, under the health registry's 1 s check timeout.
+_CHECK_WAIT_SECONDS = 0.9
 
 # Commit errors that mean the partitions are no longer ours (a rebalance).
 _REBALANCED = {
@@ -937,7 +941,7 @@ class IdempotentConsumer:
     async def check(self) -> str:
         """Health check: a metadata round-trip through the consumer's client, on its thread.
 
-        It waits for the consume in progress (0.5 s at most) and then asks for
+        It waits for the consume in progress (0.2 s at most) and then asks for
         metadata for up to ``_CHECK_SECONDS``; one at a time, however often it is asked.
         """
         consumer, thread = self._consumer, self._thread
@@ -945,7 +949,7 @@ class IdempotentConsumer:
             raise ConnectionError(f"consumer not connected ({self.last_error or self.state})")
         try:
             await thread.probe(
-                _POLL_SECONDS + _CHECK_SECONDS, consumer.list_topics, self.topics[0], _CHECK_SECONDS
+                _CHECK_WAIT_SECONDS, consumer.list_topics, self.topics[0], _CHECK_SECONDS
             )
         except TimeoutError as error:
             raise ConnectionError("Kafka not reachable: no metadata answer in time") from error
