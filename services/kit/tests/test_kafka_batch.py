@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,7 +31,7 @@ from emporium.kit.kafka import (
     traced,
 )
 from emporium.kit.outbox import enqueue
-from emporium.testing.pytest_plugin import committed_offsets, open_database
+from emporium.testing.pytest_plugin import committed_offsets, eventually, open_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -94,15 +93,6 @@ def consumer_for(
     )
 
 
-async def until(condition: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s")
-
-
 async def counted(consumer: IdempotentConsumer, **expected: int) -> bool:
     return all(consumer.counts[name] == value for name, value in expected.items())
 
@@ -150,7 +140,7 @@ async def test_a_batch_handler_gets_a_polls_new_events_at_once_and_applies_each_
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: recorder.handler})
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: counted(consumer, processed=60, duplicate=2))
+        await eventually(lambda: counted(consumer, processed=60, duplicate=2), within=30)
     finally:
         await consumer.stop()
         await task
@@ -178,7 +168,7 @@ async def test_a_poison_message_in_the_middle_of_a_batch_goes_to_the_dlq_and_the
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: recorder.handler})
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: counted(consumer, processed=39, dead_lettered=1))
+        await eventually(lambda: counted(consumer, processed=39, dead_lettered=1), within=30)
     finally:
         await consumer.stop()
         await task
@@ -230,7 +220,7 @@ async def test_a_batch_handlers_outbox_rows_continue_each_events_trace(
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: emit})
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: counted(consumer, processed=10))
+        await eventually(lambda: counted(consumer, processed=10), within=30)
     finally:
         await consumer.stop()
         await task
@@ -289,8 +279,8 @@ async def test_a_crash_between_a_batchs_commit_and_its_offsets_redelivers_it_and
     )
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: counted(consumer, processed=total - applied_before))
-        await until(lambda: counted(consumer, duplicate=applied_before - committed))
+        await eventually(lambda: counted(consumer, processed=total - applied_before), within=30)
+        await eventually(lambda: counted(consumer, duplicate=applied_before - committed), within=30)
     finally:
         await consumer.stop()
         await task

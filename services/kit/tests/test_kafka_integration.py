@@ -34,6 +34,7 @@ from emporium.kit.service import Service
 from emporium.testing.pytest_plugin import (
     RunningService,
     committed_offsets,
+    eventually,
     open_database,
     refuse_connections,
     service_env,
@@ -82,15 +83,6 @@ def consumer_for(
     )
 
 
-async def until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s")
-
-
 @pytest.fixture
 async def effects_pool(pool: Database) -> Database:
     await pool.execute(EFFECTS_TABLE)
@@ -112,7 +104,7 @@ async def test_a_redelivered_event_has_its_effect_once(
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: record_effect})
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: _counted(consumer, processed=2, duplicate=1))
+        await eventually(lambda: _counted(consumer, processed=2, duplicate=1), within=20)
     finally:
         await consumer.stop()
         await task
@@ -160,7 +152,7 @@ async def test_a_batch_commits_together_and_a_poison_message_does_not_hold_it_ba
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: handler})
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: _counted(consumer, processed=59, dead_lettered=1))
+        await eventually(lambda: _counted(consumer, processed=59, dead_lettered=1), within=20)
     finally:
         await consumer.stop()
         await task
@@ -209,7 +201,7 @@ async def test_outbox_rows_enqueued_by_a_batch_are_written_in_order_and_a_reused
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: emit}, max_attempts=1)
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: _counted(consumer, processed=5, dead_lettered=1))
+        await eventually(lambda: _counted(consumer, processed=5, dead_lettered=1), within=20)
     finally:
         await consumer.stop()
         await task
@@ -239,7 +231,7 @@ async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(
     consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: flaky})
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: _counted(consumer, processed=1))
+        await eventually(lambda: _counted(consumer, processed=1), within=20)
     finally:
         await consumer.stop()
         await task
@@ -278,7 +270,7 @@ async def test_a_failing_message_goes_to_the_dlq_after_bounded_attempts_and_cons
     )
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: _counted(consumer, processed=2, dead_lettered=2))
+        await eventually(lambda: _counted(consumer, processed=2, dead_lettered=2), within=20)
     finally:
         await consumer.stop()
         await task
@@ -329,7 +321,7 @@ async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_ap
     task = asyncio.create_task(consumer.run())
     try:
         await producer.send(topic, "k", b"before", {"event-id": "before"})
-        await until(lambda: _counted(consumer, processed=1))
+        await eventually(lambda: _counted(consumer, processed=1), within=20)
         # This test's database goes away for real: new connections are refused
         # and the pool's connections are terminated by the server.
         await refuse_connections(admin_dsn, name)
@@ -341,7 +333,7 @@ async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_ap
         assert consumer.info()["state"] == "waiting_for_database"
         assert consumer.counts["dead_lettered"] == 0
         await refuse_connections(admin_dsn, name, refuse=False)
-        await until(lambda: _counted(consumer, processed=6))
+        await eventually(lambda: _counted(consumer, processed=6), within=20)
     finally:
         await refuse_connections(admin_dsn, name, refuse=False)
         await consumer.stop()
@@ -375,11 +367,11 @@ async def test_consumer_reports_lag_and_kafka_health(
     )
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: _has_lag(consumer))
+        await eventually(lambda: _has_lag(consumer), within=20)
         lagging = consumer.info()
         release.set()
-        await until(lambda: _counted(consumer, processed=6))
-        await until(lambda: _lag_is(consumer, 0))
+        await eventually(lambda: _counted(consumer, processed=6), within=20)
+        await eventually(lambda: _lag_is(consumer, 0), within=20)
         await health.run_once()
         _, report = health.report()
     finally:
@@ -433,7 +425,7 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     try:
-        await until(lambda: _effect_count_at_least(effects_pool, 8), within=60)
+        await eventually(lambda: _effect_count_at_least(effects_pool, 8), within=60)
     finally:
         child.send_signal(signal.SIGKILL)
         await asyncio.wait_for(child.wait(), 10)
@@ -450,8 +442,8 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
     )
     task = asyncio.create_task(consumer.run())
     try:
-        await until(lambda: _effect_count_at_least(effects_pool, total))
-        await until(lambda: _counted(consumer, processed=total - applied_before))
+        await eventually(lambda: _effect_count_at_least(effects_pool, total), within=20)
+        await eventually(lambda: _counted(consumer, processed=total - applied_before), within=20)
     finally:
         await consumer.stop()
         await task
@@ -501,7 +493,7 @@ async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
     )
     task = asyncio.create_task(successor.run())
     try:
-        await until(lambda: _counted(successor, processed=9))
+        await eventually(lambda: _counted(successor, processed=9), within=20)
     finally:
         await successor.stop()
         await task
@@ -537,7 +529,7 @@ async def test_ledger_rows_older_than_the_retention_are_pruned(
     task = asyncio.create_task(consumer.run())
     try:
         await producer.send(topic, "k", b"new", {"event-id": "new"})
-        await until(lambda: _counted(consumer, processed=1))
+        await eventually(lambda: _counted(consumer, processed=1), within=20)
         await asyncio.sleep(1)  # at least one more poll, hence one more pruning round
     finally:
         await consumer.stop()

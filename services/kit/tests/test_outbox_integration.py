@@ -22,7 +22,7 @@ from emporium.kit.db import Database, DatabaseUnavailable, UnitOfWork
 from emporium.kit.health import HealthRegistry
 from emporium.kit.kafka import ConsumedEvent, EventProducer, IdempotentConsumer
 from emporium.kit.outbox import OutboxRelay, enqueue
-from emporium.testing.pytest_plugin import TopicReader, refuse_connections
+from emporium.testing.pytest_plugin import TopicReader, eventually, refuse_connections
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -51,15 +51,6 @@ async def place(pool: Database, topic: str, order_id: str, seq: int = 0) -> str:
             key=order_id,
             message=OrderPlaced(order_id=order_id, customer_id=f"seq-{seq}"),
         )
-
-
-async def until(condition: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 async def answers(db: Database) -> bool:
@@ -154,13 +145,13 @@ async def test_relay_publishes_in_order_per_key_within_a_few_hundred_millisecond
     task = asyncio.create_task(relay.run())
     try:
         async with Tail(kafka_bootstrap, await partitions_of(topic)) as tail:
-            await until(lambda: _is(relay, "publishing"))
+            await eventually(lambda: _is(relay, "publishing"), within=20)
             # Latency: one event at a time, from the commit to its arrival in Kafka.
             latencies = []
             for i in range(30):
                 event_id = await place(state_pool, topic, f"solo-{i}")
                 committed = time.monotonic()
-                await until(lambda e=event_id: _arrived(tail, e), within=5)
+                await eventually(lambda e=event_id: _arrived(tail, e), within=5)
                 latencies.append(tail.arrived[event_id] - committed)
             # Order: a burst of interleaved keys, each event its own transaction.
             expected: dict[str, list[str]] = {}
@@ -168,8 +159,8 @@ async def test_relay_publishes_in_order_per_key_within_a_few_hundred_millisecond
                 key = f"order-{seq % 4}"
                 await place(state_pool, topic, key, seq)
                 expected.setdefault(key, []).append(f"seq-{seq}")
-            await until(lambda: _count(tail, 130))
-            await until(lambda: all_published(state_pool))
+            await eventually(lambda: _count(tail, 130), within=20)
+            await eventually(lambda: all_published(state_pool), within=20)
             await asyncio.sleep(1.2)  # one backlog measurement after the burst
             info = health.report()[1]["outbox"]
     finally:
@@ -240,7 +231,7 @@ async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after
     tasks = [asyncio.create_task(relay.run()), asyncio.create_task(consumer.run())]
     try:
         await place(state_pool, topic, "order-0", 0)
-        await until(lambda: _effects(state_pool, 1))
+        await eventually(lambda: _effects(state_pool, 1), within=20)
 
         started = time.monotonic()
         try:
@@ -260,9 +251,9 @@ async def test_relay_keeps_events_while_kafka_is_stopped_and_publishes_all_after
             f"\nKafka stopped in {stopped - started:.1f}s; down for {window:.1f}s in all;"
             f" backlog while down {backlog_while_down}"
         )
-        await until(lambda: all_published(state_pool), within=60)
+        await eventually(lambda: all_published(state_pool), within=60)
         published_after = time.monotonic() - restarted
-        await until(lambda: _effects(state_pool, 21), within=60)
+        await eventually(lambda: _effects(state_pool, 21), within=60)
         applied_after = time.monotonic() - restarted
         print(
             f"after the restart: all published in {published_after:.1f}s,"
@@ -311,12 +302,12 @@ async def test_polling_publishes_when_notifications_are_lost(
     relay = OutboxRelay(state_pool, producer, poll_interval=0.2)
     task = asyncio.create_task(relay.run())
     try:
-        await until(lambda: _is(relay, "publishing"))
+        await eventually(lambda: _is(relay, "publishing"), within=20)
         delays = []
         for seq in range(5):
             await place(state_pool, topic, "order-1", seq)
             committed = time.monotonic()
-            await until(lambda: all_published(state_pool), within=5)
+            await eventually(lambda: all_published(state_pool), within=5)
             delays.append(time.monotonic() - committed)
     finally:
         await relay.stop()
@@ -334,23 +325,23 @@ async def test_only_one_relay_publishes_and_a_standby_takes_over(
     topic = await topic_factory("relay-ha")
     first = OutboxRelay(state_pool, producer, leader_retry_seconds=0.3)
     first_task = asyncio.create_task(first.run())
-    await until(lambda: _is(first, "publishing"))
+    await eventually(lambda: _is(first, "publishing"), within=20)
     second = OutboxRelay(state_pool, producer, leader_retry_seconds=0.3)
     second_task = asyncio.create_task(second.run())
     try:
-        await until(lambda: _is(second, "standby"))
+        await eventually(lambda: _is(second, "standby"), within=20)
         for seq in range(20):
             await place(state_pool, topic, f"order-{seq % 2}", seq)
-        await until(lambda: all_published(state_pool))
+        await eventually(lambda: all_published(state_pool), within=20)
         assert first.published_total == 20
         assert second.published_total == 0
 
         await first.stop()
         await first_task
-        await until(lambda: _is(second, "publishing"), within=5)
+        await eventually(lambda: _is(second, "publishing"), within=5)
         for seq in range(20, 30):
             await place(state_pool, topic, f"order-{seq % 2}", seq)
-        await until(lambda: all_published(state_pool))
+        await eventually(lambda: all_published(state_pool), within=20)
     finally:
         await first.stop()
         await second.stop()
@@ -379,18 +370,18 @@ async def test_relay_reconnects_after_losing_its_database(
     task = asyncio.create_task(relay.run())
     try:
         await place(state_pool, topic, "before")
-        await until(lambda: all_published(state_pool))
+        await eventually(lambda: all_published(state_pool), within=20)
         await refuse_connections(admin_dsn, name)
-        await until(lambda: _is(relay, "database_unavailable"), within=5)
+        await eventually(lambda: _is(relay, "database_unavailable"), within=5)
         # The backlog is measured every second apart from publishing: once it is
         # measured again it says "unknown" (None) or 0, never a stale count.
-        await until(lambda: _backlog_is_not_stale(relay), within=3)
+        await eventually(lambda: _backlog_is_not_stale(relay), within=3)
         await refuse_connections(admin_dsn, name, refuse=False)
         # The pool reconnects in the background (about once a second); until
         # it has, the test's own write would be refused like any caller's.
-        await until(lambda: answers(state_pool), within=10)
+        await eventually(lambda: answers(state_pool), within=10)
         await place(state_pool, topic, "after")
-        await until(lambda: all_published(state_pool))
+        await eventually(lambda: all_published(state_pool), within=20)
     finally:
         await refuse_connections(admin_dsn, name, refuse=False)
         await relay.stop()
@@ -417,8 +408,8 @@ async def test_published_rows_are_deleted_after_the_retention(
     )
     task = asyncio.create_task(relay.run())
     try:
-        await until(lambda: all_published(state_pool))
-        await until(lambda: _outbox_empty(state_pool), within=10)
+        await eventually(lambda: all_published(state_pool), within=20)
+        await eventually(lambda: _outbox_empty(state_pool), within=10)
     finally:
         await relay.stop()
         await task
@@ -453,7 +444,7 @@ async def test_trace_context_crosses_outbox_kafka_and_consumer(
     try:
         with tracer.start_as_current_span("POST /api/checkout", kind=SpanKind.SERVER) as request:
             await place(state_pool, topic, "order-traced")
-        await until(lambda: _handled(handled))
+        await eventually(lambda: _handled(handled), within=20)
     finally:
         await relay.stop()
         await consumer.stop()
@@ -550,7 +541,7 @@ async def test_relay_keeps_rows_with_capped_backoff_while_kafka_is_unreachable(
         assert await unpublished(state_pool) == 5
         # The broker becomes reachable (as DNS or the network comes back).
         bridge = await tcp_relay(port, kafka_bootstrap)
-        await until(lambda: all_published(state_pool), within=20)
+        await eventually(lambda: all_published(state_pool), within=20)
     finally:
         await relay.stop()
         await task
