@@ -68,6 +68,7 @@ async def test_migrations_apply_once_in_order_and_are_recorded(
     expected = [
         "kit/0001_outbox",
         "kit/0002_processed_events",
+        "kit/0003_outbox_without_notify",
         "0001_create_widgets",
         "0002_add_colour",
     ]
@@ -84,6 +85,8 @@ async def test_migrations_apply_once_in_order_and_are_recorded(
     assert {"outbox", "processed_events", "schema_migrations", "widgets"} <= {
         t["tablename"] for t in tables
     }
+    # The outbox wakes its relay in-process: no trigger notifies in the writer's commit.
+    assert await query(dsn, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal") == []
 
 
 async def test_a_new_migration_is_applied_on_the_next_run(
@@ -143,9 +146,9 @@ async def test_replicas_migrating_at_once_apply_each_file_once(
 
     applied = [version for result in results for version in result]
     assert sorted(applied) == sorted(set(applied))  # nothing applied twice
-    assert len(applied) == 5
+    assert len(applied) == 6
     assert sum(1 for result in results if result) == 1  # one runner did all of it
-    assert len(await ledger(dsn)) == 5
+    assert len(await ledger(dsn)) == 6
 
 
 async def test_pool_and_health_check(database_url: str) -> None:
@@ -205,6 +208,53 @@ async def test_a_unit_of_work_commits_together_or_not_at_all(database_url: str) 
         await database.close()
 
 
+async def test_after_commit_callbacks_run_once_after_a_commit_and_never_after_a_rollback(
+    database_url: str,
+) -> None:
+    database = await open_database(database_url)
+    calls: list[str] = []
+
+    def committed() -> None:
+        calls.append("committed")
+
+    def fails() -> None:
+        raise RuntimeError("a signal that fails")
+
+    try:
+        # Checked at commit, so the last case below fails in the commit itself.
+        await database.execute(
+            "CREATE TABLE signals (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED)"
+        )
+        async with database.unit_of_work() as uow:
+            await uow.execute("INSERT INTO signals VALUES (1)")
+            uow.after_commit(fails)  # logged; the writer's commit stands
+            uow.after_commit(committed)
+            uow.after_commit(committed)  # registered twice, called once
+            assert calls == []  # not before the commit
+        assert calls == ["committed"]
+
+        async def rolls_back() -> None:
+            async with database.unit_of_work() as uow:
+                await uow.execute("INSERT INTO signals VALUES (2)")
+                uow.after_commit(committed)
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await rolls_back()
+
+        async def commit_refused() -> None:
+            async with database.unit_of_work() as uow:
+                uow.after_commit(committed)
+                await uow.execute("INSERT INTO signals VALUES (1)")
+
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await commit_refused()
+        assert calls == ["committed"]
+        assert await database.fetchval("SELECT count(*) FROM signals") == 1
+    finally:
+        await database.close()
+
+
 async def test_health_check_fails_when_the_database_refuses_connections(
     database_url: str, admin_dsn: str
 ) -> None:
@@ -249,11 +299,12 @@ async def test_the_migrate_command_reads_only_the_database_settings(
     assert applied == [
         "kit/0001_outbox",
         "kit/0002_processed_events",
+        "kit/0003_outbox_without_notify",
         "0001_create_widgets",
         "0002_add_colour",
     ]
     # The log lines (JSON, one per migration) come first; the summary last.
-    summary = "widgets: 4 migration(s) applied" + "".join(f"\n  {v}" for v in applied) + "\n"
+    summary = "widgets: 5 migration(s) applied" + "".join(f"\n  {v}" for v in applied) + "\n"
     assert capsys.readouterr().out.endswith(summary)
     assert await command() == []
     assert capsys.readouterr().out.endswith("widgets: 0 migration(s) applied\n")

@@ -62,4 +62,8 @@ def test_checksum_ignores_line_endings_but_not_content(tmp_path: Path) -> None:
 def test_the_kit_ships_its_tables_under_the_kit_prefix() -> None:
     versions = [m.version for m in discover(KIT_MIGRATIONS_DIR, "kit/")]
 
-    assert versions == ["kit/0001_outbox", "kit/0002_processed_events"]
+    assert versions == [
+        "kit/0001_outbox",
+        "kit/0002_processed_events",
+        "kit/0003_outbox_without_notify",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +21,10 @@ class FakeConnection:
     def __init__(self, in_transaction: bool = True) -> None:
         self.in_transaction = in_transaction
         self.executed: list[tuple[str, tuple[Any, ...]]] = []
+        self.after_commit_callbacks: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.after_commit_callbacks.append(callback)
 
     def is_in_transaction(self) -> bool:
         return self.in_transaction
@@ -55,6 +60,7 @@ async def test_a_new_event_id_is_written_into_the_payload_and_the_headers() -> N
     assert row["headers"]["event-type"] == "emporium.events.v1.OrderPlaced"
     assert row["headers"]["content-type"] == "application/x-protobuf"
     assert (row["topic"], row["key"]) == ("orders.order-placed.v1", "o-1")
+    assert len(conn.after_commit_callbacks) == 1  # the commit wakes the relay
 
 
 async def test_the_callers_event_id_wins_then_the_messages_own() -> None:

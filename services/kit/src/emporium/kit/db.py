@@ -299,6 +299,28 @@ class UnitOfWork(Session):
     and :func:`emporium.kit.outbox.enqueue` take.
     """
 
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        super().__init__(conn)
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Calls ``callback`` once the transaction has committed; never if it rolls back.
+
+        For signals only (the outbox wakes its relay this way): the callback
+        runs on the event loop after the connection went back to the pool, a
+        callback registered twice runs once, and an exception it raises is
+        logged, not raised to the writer, whose transaction has committed.
+        """
+        if callback not in self._after_commit:
+            self._after_commit.append(callback)
+
+    def _committed(self) -> None:
+        for callback in self._after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed", extra={"callback": repr(callback)})
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """A part of the transaction that is undone alone if the block raises."""
@@ -422,7 +444,7 @@ class Database:
     @asynccontextmanager
     async def connection(self, acquire_timeout: float | None = None) -> AsyncIterator[Session]:
         """A pooled connection in autocommit mode, for work that is not one transaction
-        (session-level advisory locks, LISTEN)."""
+        (session-level advisory locks)."""
         try:
             async with self._pool.connection(timeout=self._timeout(acquire_timeout)) as conn:
                 yield Session(conn)
@@ -435,7 +457,7 @@ class Database:
     async def raw_connection(
         self, acquire_timeout: float | None = None
     ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """The driver's connection, for the kit's own modules (the relay's LISTEN) only."""
+        """The driver's connection, for the kit's own modules (migrations, the relay) only."""
         try:
             async with self._pool.connection(timeout=self._timeout(acquire_timeout)) as conn:
                 yield conn
@@ -452,11 +474,13 @@ class Database:
                 self._pool.connection(timeout=self._timeout(acquire_timeout)) as conn,
                 conn.transaction(),
             ):
-                yield UnitOfWork(conn)
+                uow = UnitOfWork(conn)
+                yield uow
         except Exception as error:
             if is_connection_error(error) and not isinstance(error, DatabaseUnavailable):
                 raise _unavailable(error) from error
             raise
+        uow._committed()
 
     # One-statement helpers (each in its own implicit transaction).
 

@@ -12,7 +12,13 @@ and run one relay per service instance (only one of them publishes at a time)::
     service.add_component("outbox-relay", relay)
 
 If the transaction rolls back, the event never existed; if it commits, the
-relay publishes it, however long Kafka is down. Consumers deduplicate on the
+relay publishes it, however long Kafka is down. The commit wakes the relays of
+its own process at once; rows another process wrote (a replica that is not
+the publisher, a script) are found by the relay's poll, every
+``poll_interval`` (0.2 s). The kit once woke relays with a ``pg_notify``
+trigger; PostgreSQL serializes the commits of all notifying transactions of a
+cluster on one lock held through each WAL flush, which capped checkouts
+(``docs/decisions/kafka.md``). Consumers deduplicate on the
 ``event-id`` header, so the occasional second copy (the relay crashed between
 Kafka's ack and marking the row) has no second effect.
 
@@ -66,9 +72,16 @@ from emporium.kit.telemetry import extract_context, inject_headers
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("emporium.kit.outbox")
 
-#: Channel the outbox trigger notifies (see kit/0001_outbox.sql).
-NOTIFY_CHANNEL = "emporium_outbox"
 RELAY_LOCK_NAME = "emporium.outbox-relay"
+
+#: The wake-ups of this process's publishing relays, set when a unit of work
+#: that wrote outbox rows commits.
+_relay_wakes: set[asyncio.Event] = set()
+
+
+def _wake_relays() -> None:
+    for wake in _relay_wakes:
+        wake.set()
 
 
 async def enqueue(
@@ -104,6 +117,7 @@ async def enqueue(
     }
     inject_headers(stored)
     row = (event_id, topic, key, message.SerializeToString(), json.dumps(stored))
+    uow.after_commit(_wake_relays)
     collected = _collected.get()
     if collected is not None and collected[0] is uow:
         collected[1].append(row)  # written by write_collected before the commit
@@ -144,6 +158,7 @@ async def write_collected(uow: UnitOfWork, rows: OutboxRows) -> None:
     """Inserts rows kept by :func:`collecting`, in order, with one statement."""
     if not rows:
         return
+    uow.after_commit(_wake_relays)
     event_ids, topics, keys, payloads, headers = (
         list(column) for column in zip(*rows, strict=True)
     )
@@ -281,37 +296,35 @@ class OutboxRelay:
         else:
             return
         log.info("outbox relay is the publisher")
-        await session.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        _relay_wakes.add(self._wake)
         try:
-            await self._lead(conn, session)
+            await self._lead(session)
         finally:
+            _relay_wakes.discard(self._wake)
             if not conn.closed:
                 # The pool's reset would drop the lock with the connection otherwise.
                 with contextlib.suppress(psycopg.Error):
-                    await session.execute(f"UNLISTEN {NOTIFY_CHANNEL}")
                     await session.execute(
                         "SELECT pg_advisory_unlock(hashtextextended($1, 0))", RELAY_LOCK_NAME
                     )
 
-    async def _wait_for_notification(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Waits up to ``poll_interval`` for a NOTIFY (or stop); the connection reads meanwhile.
+    async def _wait_for_work(self) -> None:
+        """Waits up to ``poll_interval`` for a local commit's wake-up (or stop).
 
-        Notifications that arrived while a batch was being published come back
-        first (psycopg keeps them), so a commit is never missed; the rest of
-        that backlog is drained at once, one wake-up for all of them.
+        A wake-up that arrived while a batch was being published is kept (the
+        event stays set), so the next wait returns at once and a commit is
+        never missed; one wake-up stands for any number of commits.
         """
         if self._wake.is_set() or self._stopping.is_set():
             return
-        async for _ in conn.notifies(timeout=self._poll_interval, stop_after=1):
-            break
-        async for _ in conn.notifies(timeout=0):
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._poll_interval)
 
-    async def _lead(self, conn: psycopg.AsyncConnection[Any], session: Session) -> None:
+    async def _lead(self, session: Session) -> None:
         self.state = "publishing"
         kafka_failures = 0
         while not self._stopping.is_set():
-            # Cleared before reading: a notification that arrives while this
+            # Cleared before reading: a commit that wakes the relay while this
             # batch is in flight makes the next wait return at once.
             self._wake.clear()
             try:
@@ -331,7 +344,7 @@ class OutboxRelay:
             self.last_error = None
             await self._cleanup(session)
             if published < self._batch_size:
-                await self._wait_for_notification(conn)
+                await self._wait_for_work()
 
     # -- publishing --------------------------------------------------------
 
