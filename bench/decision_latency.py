@@ -13,8 +13,15 @@ the relay, Kafka, and fraud's consumer. Prints the checkouts' statuses, how
 many were decided within ``--settle`` seconds after the last checkout, and
 p50/p99/max of the decision latency, with the load average; then its two
 parts: the checkout request (scheduled start to its 201) and the event path
-(the order's ``created_at`` in orders' database to the decision). Figures only:
-nothing passes or fails.
+(the order's ``created_at`` in orders' database to the decision), and how
+long orders' consumer took to apply the decision (the decision to the order's
+``updated_at`` once its status is no longer PENDING).
+
+Last, the CPU each process of the system used per decided checkout (from
+/proc, from the first scheduled checkout until the last decision, so the
+event path's work counts), their sum, and the rate that sum allows on this
+machine's cores if nothing else ran (cores / CPU per checkout): above that
+rate queues can only grow. Figures only: nothing passes or fails.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import emporium_platform  # noqa: E402
+from load import cpu_snapshot, cpu_used  # noqa: E402
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -150,6 +158,7 @@ async def run_rate(base_url: str, rate: float, seconds: float, settle: float) ->
         statuses: Counter[str] = Counter()
         durations: list[float] = []
         tasks = []
+        cpu_before = cpu_snapshot()
         t0, wall0 = time.monotonic(), time.time()
         for i in range(total):
             delay = t0 + i / rate - time.monotonic()
@@ -181,19 +190,24 @@ async def run_rate(base_url: str, rate: float, seconds: float, settle: float) ->
             if len(decided) == len(started) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
+    cpu = cpu_used(cpu_before, cpu_snapshot())
     async with await psycopg.AsyncConnection.connect(
         database_url("orders"), autocommit=True
     ) as conn:
         rows = await (
             await conn.execute(
-                "SELECT order_id::text, extract(epoch FROM created_at)::float8"
+                "SELECT order_id::text, extract(epoch FROM created_at)::float8,"
+                " CASE WHEN status <> 'PENDING' THEN extract(epoch FROM updated_at)::float8 END"
                 " FROM orders WHERE order_id::text = ANY(%s)",
                 (list(decided),),
             )
         ).fetchall()
-    created = {order_id: at for order_id, at in rows}
+    created = {order_id: at for order_id, at, _ in rows}
+    applied = {order_id: at for order_id, _, at in rows if at is not None}
     latencies = [decided[o] - started[o] for o in decided]
     event_path = [decided[o] - created[o] for o in decided if o in created]
+    # orders' consumer: fraud's decision -> the order's new status in orders' database.
+    status_path = [applied[o] - decided[o] for o in decided if o in applied]
     load = os.getloadavg()
     print(
         f"{rate:g} orders/s for {seconds:g} s: checkouts {dict(sorted(statuses.items()))};"
@@ -211,6 +225,23 @@ async def run_rate(base_url: str, rate: float, seconds: float, settle: float) ->
         f" ms; order created_at -> decision p50 {percentile(event_path, 0.5) * 1000:.0f} ms,"
         f" p99 {percentile(event_path, 0.99) * 1000:.0f} ms"
     )
+    print(
+        f"  orders' consumer: decision -> order status applied for {len(status_path)},"
+        f" p50 {percentile(status_path, 0.5) * 1000:.0f} ms,"
+        f" p99 {percentile(status_path, 0.99) * 1000:.0f} ms"
+    )
+    if decided:
+        per_checkout = {name: used / len(decided) for name, used in cpu.items()}
+        total = sum(per_checkout.values())
+        cores = os.cpu_count() or 1
+        parts = ", ".join(
+            f"{name} {ms * 1000:.1f}"
+            for name, ms in sorted(per_checkout.items(), key=lambda item: -item[1])
+        )
+        print(
+            f"  CPU per decided checkout (ms): {parts}; total {total * 1000:.1f} ms,"
+            f" so {cores} cores carry at most {cores / total:.0f} checkouts/s"
+        )
 
 
 def main() -> None:

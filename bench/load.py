@@ -221,13 +221,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _cpu(pids: dict[str, list[int]]) -> dict[str, dict[int, float]]:
+CpuSnapshot = dict[str, dict[int, float]]
+
+
+def cpu_snapshot() -> CpuSnapshot:
+    """CPU seconds so far of each process of :func:`service_pids`, by name."""
+    pids = service_pids()
     return {name: {pid: cpu_seconds(pid) for pid in group} for name, group in pids.items()}
 
 
-def _cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
-    """A process started during the run counts in full; one that ended is missed."""
-    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items() if seconds)
+def cpu_used(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float]:
+    """CPU seconds used between two snapshots, by name.
+
+    A process started in between (a new PostgreSQL backend) counts in full;
+    one that ended is missed.
+    """
+    return {
+        name: sum(s - before.get(name, {}).get(pid, 0.0) for pid, s in group.items() if s)
+        for name, group in after.items()
+    }
 
 
 def _children_cpu() -> float:
@@ -248,8 +260,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_level(args: argparse.Namespace, route: str, rate: float, products: list[str]) -> None:
-    pids = service_pids()
-    before = _cpu(pids)
+    before = cpu_snapshot()
     load_cpu_before = _children_cpu()
     load_before = loadavg()
     started = time.monotonic()
@@ -286,10 +297,7 @@ def run_level(args: argparse.Namespace, route: str, rate: float, products: list[
     ]
     results = [json.loads(worker.communicate()[0].strip().splitlines()[-1]) for worker in workers]
     wall = time.monotonic() - started
-    if "postgres" in pids:
-        pids["postgres"] = [pids["postgres"][0], *_children(pids["postgres"][0])]
-    after = _cpu(pids)
-    cpu = {name: _cpu_used(before.get(name, {}), after[name]) / wall for name in after}
+    cpu = {name: used / wall for name, used in cpu_used(before, cpu_snapshot()).items()}
     cpu["load"] = (_children_cpu() - load_cpu_before) / wall
     latencies = [value for result in results for value in result["latencies"]]
     statuses: Counter[str] = Counter()
