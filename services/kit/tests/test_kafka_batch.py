@@ -31,7 +31,12 @@ from emporium.kit.kafka import (
     traced,
 )
 from emporium.kit.outbox import enqueue
-from emporium.testing.pytest_plugin import committed_offsets, eventually, open_database
+from emporium.testing.pytest_plugin import (
+    committed_offsets,
+    eventually,
+    kit_consumer,
+    open_database,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -72,25 +77,6 @@ class Recorder:
             if event.value == self.poison:
                 raise PoisonMessage(f"undecodable payload {event.value!r}")
         await insert_effects(uow, events, len(self.calls))
-
-
-def consumer_for(
-    kafka_settings: KafkaSettings,
-    pool: Database,
-    producer: EventProducer,
-    handlers: dict[str, Any],
-    **options: Any,
-) -> IdempotentConsumer:
-    return IdempotentConsumer(
-        kafka_settings,
-        pool,
-        handlers,
-        producer,
-        group_id=options.pop("group_id", f"kit-batch-{uuid.uuid4().hex[:8]}"),
-        retry_backoff_seconds=0.05,
-        max_backoff_seconds=0.5,
-        **options,
-    )
 
 
 async def counted(consumer: IdempotentConsumer, **expected: int) -> bool:
@@ -137,7 +123,7 @@ async def test_a_batch_handler_gets_a_polls_new_events_at_once_and_applies_each_
     await producer.send(topic, "a", b"a-0", {"event-id": "ev-0"})
     await producer.send(topic, "b", b"b-1", {"event-id": "ev-1"})
     recorder = Recorder()
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: recorder.handler})
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: recorder.handler})
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: counted(consumer, processed=60, duplicate=2), within=30)
@@ -165,7 +151,7 @@ async def test_a_poison_message_in_the_middle_of_a_batch_goes_to_the_dlq_and_the
     topic = await topic_factory("batch-poison", partitions=1)
     await publish(producer, topic, 40, poison_at=20)
     recorder = Recorder(poison=b"poison")
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: recorder.handler})
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: recorder.handler})
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: counted(consumer, processed=39, dead_lettered=1), within=30)
@@ -217,7 +203,7 @@ async def test_a_batch_handlers_outbox_rows_continue_each_events_trace(
                     event_id=f"out-{event.event_id}",
                 )
 
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: emit})
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: emit})
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: counted(consumer, processed=10), within=30)
@@ -274,7 +260,7 @@ async def test_a_crash_between_a_batchs_commit_and_its_offsets_redelivers_it_and
     assert 0 < committed < applied_before < total, (committed, applied_before)
 
     recorder = Recorder()
-    consumer = consumer_for(
+    consumer = kit_consumer(
         kafka_settings, effects_pool, producer, {topic: recorder.handler}, group_id=group
     )
     task = asyncio.create_task(consumer.run())

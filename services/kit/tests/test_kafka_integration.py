@@ -35,6 +35,7 @@ from emporium.testing.pytest_plugin import (
     RunningService,
     committed_offsets,
     eventually,
+    kit_consumer,
     open_database,
     refuse_connections,
     service_env,
@@ -64,25 +65,6 @@ async def effects(pool: Database) -> list[tuple[str, str]]:
     return [(row["event_id"], row["payload"]) for row in rows]
 
 
-def consumer_for(
-    kafka_settings: KafkaSettings,
-    pool: Database,
-    producer: EventProducer,
-    handlers: dict[str, Callable[[ConsumedEvent, UnitOfWork], Awaitable[None]]],
-    **options: Any,
-) -> IdempotentConsumer:
-    return IdempotentConsumer(
-        kafka_settings,
-        pool,
-        handlers,
-        producer,
-        group_id=options.pop("group_id", f"kit-test-{uuid.uuid4().hex[:8]}"),
-        retry_backoff_seconds=options.pop("retry_backoff_seconds", 0.05),
-        max_backoff_seconds=options.pop("max_backoff_seconds", 0.5),
-        **options,
-    )
-
-
 @pytest.fixture
 async def effects_pool(pool: Database) -> Database:
     await pool.execute(EFFECTS_TABLE)
@@ -101,7 +83,7 @@ async def test_a_redelivered_event_has_its_effect_once(
     await producer.send(topic, "order-1", b"first", {"event-id": "evt-1"})
     await producer.send(topic, "order-1", b"first again", {"event-id": "evt-1"})
     await producer.send(topic, "order-2", b"second", {"event-id": "evt-2"})
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: record_effect})
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: record_effect})
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: _counted(consumer, processed=2, duplicate=1), within=20)
@@ -149,7 +131,7 @@ async def test_a_batch_commits_together_and_a_poison_message_does_not_hold_it_ba
         value = b"poison" if i == 7 else f"{keys[i % 3]}-{i}".encode()
         futures.append(await producer.submit(topic, keys[i % 3], value, {"event-id": f"batch-{i}"}))
     await asyncio.gather(*futures)
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: handler})
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: handler})
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: _counted(consumer, processed=59, dead_lettered=1), within=20)
@@ -198,7 +180,7 @@ async def test_outbox_rows_enqueued_by_a_batch_are_written_in_order_and_a_reused
     for i in range(6):
         value = b"reuse" if i == 3 else b"x"
         await producer.send(topic, "k", value, {"event-id": f"b{i}"})
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: emit}, max_attempts=1)
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: emit}, max_attempts=1)
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: _counted(consumer, processed=5, dead_lettered=1), within=20)
@@ -228,7 +210,7 @@ async def test_an_effect_that_rolls_back_is_retried_and_not_half_applied(
             raise RuntimeError("downstream hiccup after writing")
 
     await producer.send(topic, "k", b"payload", {"event-id": "evt-flaky"})
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: flaky})
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: flaky})
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(lambda: _counted(consumer, processed=1), within=20)
@@ -265,7 +247,7 @@ async def test_a_failing_message_goes_to_the_dlq_after_bounded_attempts_and_cons
     await producer.send(topic, "a", b"bad", {"event-id": "e2", "traceparent-ish": "kept"})
     await producer.send(topic, "a", b"undecodable", {"event-id": "e3"})
     await producer.send(topic, "a", b"good-2", {"event-id": "e4"})
-    consumer = consumer_for(
+    consumer = kit_consumer(
         kafka_settings, effects_pool, producer, {topic: handler}, max_attempts=3
     )
     task = asyncio.create_task(consumer.run())
@@ -315,7 +297,7 @@ async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_ap
 ) -> None:
     topic = await topic_factory("db-down", partitions=1)
     name = database_url.rsplit("/", 1)[1]
-    consumer = consumer_for(
+    consumer = kit_consumer(
         kafka_settings, effects_pool, producer, {topic: record_effect}, max_attempts=2
     )
     task = asyncio.create_task(consumer.run())
@@ -346,7 +328,7 @@ async def test_while_the_database_is_down_nothing_is_dead_lettered_and_all_is_ap
     assert await topic_size(f"{topic}.dlq") == 0
 
 
-async def test_consumer_reports_lag_and_kafka_health(
+async def kit_consumer_reports_lag_and_kafka_health(
     kafka_settings: KafkaSettings,
     effects_pool: Database,
     producer: EventProducer,
@@ -362,7 +344,7 @@ async def test_consumer_reports_lag_and_kafka_health(
     for i in range(6):
         await producer.send(topic, f"key-{i}", b"x", {"event-id": f"lag-{i}"})
     health = HealthRegistry()
-    consumer = consumer_for(
+    consumer = kit_consumer(
         kafka_settings, effects_pool, producer, {topic: slow}, health=health, batch_size=1
     )
     task = asyncio.create_task(consumer.run())
@@ -437,7 +419,7 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
     assert committed <= applied_before
     assert applied_before < total, "the child finished before it was killed"
 
-    consumer = consumer_for(
+    consumer = kit_consumer(
         kafka_settings, effects_pool, producer, {topic: record_effect}, group_id=group
     )
     task = asyncio.create_task(consumer.run())
@@ -478,7 +460,7 @@ async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
         await asyncio.sleep(0.3)
         await record_effect(event, conn)
 
-    consumer = consumer_for(kafka_settings, effects_pool, producer, {topic: slow}, group_id=group)
+    consumer = kit_consumer(kafka_settings, effects_pool, producer, {topic: slow}, group_id=group)
     task = asyncio.create_task(consumer.run())
     await asyncio.wait_for(in_handler.wait(), 20)
     await consumer.stop()  # while the first message is in its handler
@@ -488,7 +470,7 @@ async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
 
     assert applied == 1  # the message in flight was finished, nothing after it started
     assert committed == applied  # and its offset was committed on the way out
-    successor = consumer_for(
+    successor = kit_consumer(
         kafka_settings, effects_pool, producer, {topic: record_effect}, group_id=group
     )
     task = asyncio.create_task(successor.run())
@@ -517,7 +499,7 @@ async def test_ledger_rows_older_than_the_retention_are_pruned(
         "        ('prune-group', 'old', 't', 0, 0, now() - interval '30 days'),"
         "        ('prune-group', 'recent', 't', 0, 1, now() - interval '1 day')"
     )
-    consumer = consumer_for(
+    consumer = kit_consumer(
         kafka_settings,
         effects_pool,
         producer,
@@ -601,7 +583,7 @@ async def test_a_message_stuck_in_its_handler_does_not_hold_the_drain_past_the_g
     group = f"kit-test-stuck-{uuid.uuid4().hex[:8]}"
     service.add_component(
         "consumer",
-        consumer_for(
+        kit_consumer(
             kafka_settings, effects_pool, producer, {topic: waits_for_a_row_lock}, group_id=group
         ),
     )

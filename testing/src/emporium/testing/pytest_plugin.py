@@ -37,7 +37,8 @@ Fixtures:
 Helpers for test modules: :func:`free_port`, :func:`eventually`, :func:`service_env`,
 :func:`refuse_connections`, :func:`open_database` (the kit's database on a URL, connected),
 :class:`TopicReader` (a plain reader of partitions from their beginning),
-:func:`read_partition`, :func:`committed_offsets`, :func:`create_topics`.
+:func:`read_partition`, :func:`committed_offsets`, :func:`create_topics`,
+:func:`kit_consumer` (the kit's consumer in a group of its own, retrying quickly).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import emporium_platform
 from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.db import Database, migrate
-from emporium.kit.kafka import EventProducer, client_config
+from emporium.kit.kafka import EventProducer, IdempotentConsumer, client_config
 from emporium.kit.service import Service
 
 REQUIRE_PLATFORM = "EMPORIUM_REQUIRE_PLATFORM"
@@ -414,6 +415,29 @@ def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
     return parse_settings(
         KafkaSettings,
         env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_MAX_DELIVERY_ATTEMPTS": "3"},
+    )
+
+
+def kit_consumer(
+    settings: KafkaSettings,
+    database: Database,
+    producer: EventProducer,
+    handlers: dict[str, Any],
+    **options: Any,
+) -> IdempotentConsumer:
+    """The kit's consumer in a group of its own, retrying quickly (0.05 s, at most 0.5 s).
+
+    ``options`` go to :class:`IdempotentConsumer` and override those defaults.
+    """
+    return IdempotentConsumer(
+        settings,
+        database,
+        handlers,
+        producer,
+        group_id=options.pop("group_id", f"tests-{uuid.uuid4().hex[:8]}"),
+        retry_backoff_seconds=options.pop("retry_backoff_seconds", 0.05),
+        max_backoff_seconds=options.pop("max_backoff_seconds", 0.5),
+        **options,
     )
 
 
