@@ -14,12 +14,18 @@ Starts two server processes on loopback ports, each answering
 Both freeze what start-up built out of the garbage collector's reach once
 started, as the kit's ``Service.run`` does.
 
+The kit server records every trace, as the local platform does. A second
+kit server, ``kit-sampled``, runs with the sampling the docs give for a
+deployment that does not need every trace (``OTEL_TRACES_SAMPLER=
+parentbased_traceidratio``, ``OTEL_TRACES_SAMPLER_ARG`` = ``--sampled``,
+0.1 by default; ``--sampled 0`` leaves it out), so one run shows both.
+
 A load process (grpc.aio, ``--concurrency`` calls in flight, each with a 1 s
-deadline, as a service calls another) drives them in turns, bare then kit,
-``--rounds`` times, so both see the same machine load. For each turn it
-records the calls completed and the server process's CPU time (user +
-system, from /proc); it prints throughput, CPU per call and the kit/bare
-ratios. Figures only: nothing passes or fails on time.
+deadline, as a service calls another) drives them in turns, bare then kit
+(then kit-sampled), ``--rounds`` times, so all see the same machine load.
+For each turn it records the calls completed and the server process's CPU
+time (user + system, from /proc); it prints throughput, CPU per call and the
+kit/bare ratios. Figures only: nothing passes or fails on time.
 """
 
 from __future__ import annotations
@@ -164,6 +170,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--otlp", help="export the kit server's spans to this OTLP endpoint")
     parser.add_argument(
+        "--sampled",
+        type=float,
+        default=0.1,
+        help="root sampling ratio of the kit-sampled server (0: no such server)",
+    )
+    parser.add_argument(
         "--log-all", action="store_true", help="the kit server logs every success (rate 1)"
     )
     parser.add_argument("--serve", choices=["bare", "kit"], help=argparse.SUPPRESS)
@@ -177,10 +189,28 @@ def main() -> int:
         asyncio.run(load(args.load, args.concurrency, args.seconds))
         return 0
 
+    if not 0 <= args.sampled <= 1:
+        parser.error("--sampled is a ratio between 0 and 1")
+    # name -> (server kind, environment of the server process)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_TRACES_SAMPLER")}
+    kinds: dict[str, tuple[str, dict[str, str]]] = {
+        "bare": ("bare", environment),
+        "kit": ("kit", environment),
+    }
+    if args.sampled:
+        kinds["kit-sampled"] = (
+            "kit",
+            environment
+            | {
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": f"{args.sampled:g}",
+            },
+        )
     workdir = Path(tempfile.mkdtemp(prefix="bench-kit-vs-bare-"))
     servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
+    drains: list[subprocess.Popen[bytes]] = []
     try:
-        for kind in ("bare", "kit"):
+        for name, (kind, env) in kinds.items():
             port = free_port()
             command = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
             if args.otlp:
@@ -190,25 +220,30 @@ def main() -> int:
             process = subprocess.Popen(
                 command,
                 stdout=subprocess.PIPE,
-                stderr=(workdir / f"{kind}.err").open("w"),
+                stderr=(workdir / f"{name}.err").open("w"),
                 text=True,
                 start_new_session=True,
+                env=env,
             )
+            servers[name] = (process, port)
             assert process.stdout is not None
             if process.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"{kind} server did not start; see {workdir}")
+                raise RuntimeError(f"{name} server did not start; see {workdir}")
             # Everything else it writes (the kit's JSON log) goes to a file.
-            servers[kind] = (process, port)
-        kit_log = (workdir / "kit.log").open("w")
-        drain = subprocess.Popen(["cat"], stdin=servers["kit"][0].stdout, stdout=kit_log)
-        results: dict[str, list[tuple[float, float, int]]] = {"bare": [], "kit": []}
+            if kind == "kit":
+                log_file = (workdir / f"{name}.log").open("w")
+                drains.append(subprocess.Popen(["cat"], stdin=process.stdout, stdout=log_file))
+        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in servers}
+        sampled = (
+            f"; kit-sampled: 1 trace in {1 / args.sampled:g} at the root" if args.sampled else ""
+        )
         print(
             f"kit vs bare grpc.aio, GetProduct with a cached answer, "
             f"{args.concurrency} in flight, {args.rounds} rounds of {args.seconds:g} s each, "
-            f"interleaved; load average {loadavg()}"
+            f"interleaved; kit: every trace recorded{sampled}; load average {loadavg()}"
         )
-        for round_ in range(args.rounds + 1):  # round 0 warms both up, not counted
-            for kind in ("bare", "kit"):
+        for round_ in range(args.rounds + 1):  # round 0 warms all up, not counted
+            for kind in servers:
                 process, port = servers[kind]
                 cpu_before = cpu_seconds(process.pid)
                 started = time.monotonic()
@@ -225,31 +260,34 @@ def main() -> int:
                 rate = counts["calls"] / args.seconds
                 results[kind].append((rate, cpu / max(counts["calls"], 1), counts["errors"]))
                 print(
-                    f"  round {round_} {kind:<4} {rate:8.0f} calls/s  "
+                    f"  round {round_} {kind:<11} {rate:8.0f} calls/s  "
                     f"{cpu / max(counts['calls'], 1) * 1e6:6.0f} us CPU/call  "
                     f"server CPU {cpu / elapsed * 100:4.0f}%  errors {counts['errors']}"
                 )
-        print(f"{'server':<6}{'calls/s (median)':>18}{'us CPU/call (median)':>22}{'errors':>8}")
+        print(f"{'server':<11}{'calls/s (median)':>18}{'us CPU/call (median)':>22}{'errors':>8}")
         medians = {}
         for kind, rows in results.items():
             rate = statistics.median(row[0] for row in rows)
             per_call = statistics.median(row[1] for row in rows)
             medians[kind] = (rate, per_call)
-            print(f"{kind:<6}{rate:>18.0f}{per_call * 1e6:>22.0f}{sum(r[2] for r in rows):>8}")
-        pairs = list(zip(results["kit"], results["bare"], strict=True))
-        ratios = [k[0] / b[0] for k, b in pairs]
-        cpu_ratios = [k[1] / b[1] for k, b in pairs]
-        print(
-            f"kit/bare throughput {medians['kit'][0] / medians['bare'][0]:.2f}x "
-            f"(median of the rounds' ratios {statistics.median(ratios):.2f}x, "
-            f"per round {min(ratios):.2f}-{max(ratios):.2f}x), "
-            f"CPU per call {medians['kit'][1] / medians['bare'][1]:.2f}x "
-            f"(median of the rounds' {statistics.median(cpu_ratios):.2f}x); "
-            f"load average {loadavg()}"
-        )
-        print(f"kit server log: {workdir / 'kit.log'}")
-        drain.terminate()
+            print(f"{kind:<11}{rate:>18.0f}{per_call * 1e6:>22.0f}{sum(r[2] for r in rows):>8}")
+        for name in servers:
+            if name == "bare":
+                continue
+            pairs = list(zip(results[name], results["bare"], strict=True))
+            ratios = [k[0] / b[0] for k, b in pairs]
+            cpu_ratios = [k[1] / b[1] for k, b in pairs]
+            print(
+                f"{name}/bare throughput {medians[name][0] / medians['bare'][0]:.2f}x "
+                f"(median of the rounds' ratios {statistics.median(ratios):.2f}x, "
+                f"per round {min(ratios):.2f}-{max(ratios):.2f}x), "
+                f"CPU per call {medians[name][1] / medians['bare'][1]:.2f}x "
+                f"(median of the rounds' {statistics.median(cpu_ratios):.2f}x)"
+            )
+        print(f"load average {loadavg()}; kit server logs in {workdir}")
     finally:
+        for drain in drains:
+            drain.terminate()
         for process, _ in servers.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
