@@ -19,6 +19,9 @@ kit server, ``kit-sampled``, runs with the sampling the docs give for a
 deployment that does not need every trace (``OTEL_TRACES_SAMPLER=
 parentbased_traceidratio``, ``OTEL_TRACES_SAMPLER_ARG`` = ``--sampled``,
 0.1 by default; ``--sampled 0`` leaves it out), so one run shows both.
+With ``--baseline-kit DIR`` (the kit's ``src`` directory of another commit,
+e.g. from ``git worktree add``), a ``kit-baseline`` server runs that kit,
+always-on, in the same turns: a before/after in one run.
 
 A load process (grpc.aio, ``--concurrency`` calls in flight, each with a 1 s
 deadline, as a service calls another) drives them in turns, bare then kit
@@ -178,6 +181,12 @@ def main() -> int:
     parser.add_argument(
         "--log-all", action="store_true", help="the kit server logs every success (rate 1)"
     )
+    parser.add_argument(
+        "--baseline-kit",
+        type=Path,
+        metavar="DIR",
+        help="also run a kit server with the kit package found in DIR (services/kit/src)",
+    )
     parser.add_argument("--serve", choices=["bare", "kit"], help=argparse.SUPPRESS)
     parser.add_argument("--load", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -197,6 +206,14 @@ def main() -> int:
         "bare": ("bare", environment),
         "kit": ("kit", environment),
     }
+    if args.baseline_kit:
+        if not (args.baseline_kit / "emporium" / "kit" / "__init__.py").is_file():
+            parser.error(f"--baseline-kit: no emporium/kit package in {args.baseline_kit}")
+        path = [str(args.baseline_kit.resolve()), environment.get("PYTHONPATH", "")]
+        kinds["kit-baseline"] = (
+            "kit",
+            environment | {"PYTHONPATH": os.pathsep.join(filter(None, path))},
+        )
     if args.sampled:
         kinds["kit-sampled"] = (
             "kit",
