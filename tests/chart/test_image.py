@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 from chartlib import ROOT
+
+from emporium.testing.pytest_plugin import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -121,12 +122,6 @@ def test_final_stage_has_no_build_tools(image_root: Path) -> None:
             f"lib/python3*/site-packages/emporium/{SERVICE}/__pycache__/*.pyc"
         )
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_status(url: str) -> int | None:

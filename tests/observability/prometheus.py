@@ -18,7 +18,6 @@ import argparse
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from emporium.contracts import manifest
+from emporium.testing.pytest_plugin import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "charts" / "emporium" / "rules"
@@ -37,13 +37,6 @@ RULES_DIR = ROOT / "charts" / "emporium" / "rules"
 ADMIN_PORTS = {s.name: s.ports.admin for s in manifest.system().services.values()}
 #: The namespace label the local targets get (``emporium-<environment>``).
 LOCAL_NAMESPACE = "emporium-local"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def config(rule_files: list[Path]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.parse
@@ -27,6 +26,7 @@ import pytest
 
 from emporium.kit.db import Database, DatabaseUnavailable, connect
 from emporium.kit.health import HealthRegistry
+from emporium.testing.pytest_plugin import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -77,12 +77,6 @@ def _make_server_cert(directory: Path, ca: str, dns_name: str) -> None:
     )  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class TlsServer:
     port: int
@@ -130,7 +124,7 @@ def tls_server() -> Iterator[TlsServer]:
     if owner:
         os.chown(pwfile, owner.pw_uid, owner.pw_gid)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PG")}, "LC_ALL": "C.UTF-8"}
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

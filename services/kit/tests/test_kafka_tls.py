@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -39,6 +38,7 @@ from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.kafka import EventProducer, client_config
 from emporium.kit.kafka.config import LIBRDKAFKA_LOGGER
 from emporium.kit.kafka.producer import KafkaUnavailable
+from emporium.testing.pytest_plugin import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -90,12 +90,6 @@ def _make_keystore(directory: Path, ca: str) -> Path:
         cwd=directory,
     )  # fmt: skip
     return directory / "server.p12"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cluster_id() -> str:
@@ -180,7 +174,7 @@ def tls_broker() -> Iterator[TlsBroker]:
     _make_ca(certs, "ca")
     _make_ca(certs, "other-ca")
     keystore = _make_keystore(certs, "ca")
-    ports = {"plain": _free_port(), "tls": _free_port(), "controller": _free_port()}
+    ports = {"plain": free_port(), "tls": free_port(), "controller": free_port()}
     config = root / "server.properties"
     config.write_text(_server_properties(root, keystore, ports))
     (root / "log4j2.properties").write_text(emporium_platform.kafka.SERVER_LOG4J2.format(logs=root))

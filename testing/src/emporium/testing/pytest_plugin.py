@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
@@ -85,11 +86,33 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+#: Where test servers get their ports: below Linux's ephemeral range (32768 on),
+#: clear of the platform's fixed ports (docs/configuration.md).
+TEST_PORTS = range(30000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback TCP port nothing listens on right now, for a server a test starts.
+
+    Taken below the kernel's ephemeral range: a port the kernel picked there
+    (binding port 0) can be taken, between the pick and the server's bind, by
+    any outgoing connection, which gets its local port from that range (a
+    pool reconnecting to a stopped database makes many). Below it only a
+    listener can take it. Each port is handed out once per test process.
+    """
+    ephemeral_start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = [port for port in TEST_PORTS if port < ephemeral_start and port not in _handed_out]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {TEST_PORTS} below {ephemeral_start}")
 
 
 async def eventually(
