@@ -24,3 +24,21 @@ async def pool(database_url: str) -> AsyncIterator[Database]:
     pool = await open_database(database_url, max_size=5)
     yield pool
     await pool.close()
+
+
+#: What the consumer tests' handlers write: one row per effect, in the order applied.
+EFFECTS_TABLE = """
+CREATE TABLE IF NOT EXISTS effects (
+    event_id text NOT NULL,  -- deliberately not unique: a double effect must be visible
+    payload  text NOT NULL,
+    call     integer,        -- which call of a batch handler wrote it
+    n        bigserial
+)
+"""
+
+
+@pytest.fixture
+async def effects_pool(pool: Database) -> Database:
+    """The test's database with the ``effects`` table."""
+    await pool.execute(EFFECTS_TABLE)
+    return pool

@@ -40,15 +40,6 @@ from emporium.testing.pytest_plugin import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-EFFECTS_TABLE = """
-CREATE TABLE IF NOT EXISTS effects (
-    event_id text NOT NULL,  -- deliberately not unique: a double effect must be visible
-    payload  text NOT NULL,
-    call     integer NOT NULL,
-    n        bigserial
-)
-"""
-
 
 async def insert_effects(uow: UnitOfWork, events: Sequence[ConsumedEvent], call: int) -> None:
     """The set-based write of a batch handler: one statement for all ``events``, in order."""
@@ -91,12 +82,6 @@ def assert_per_key_order(rows: list[dict[str, Any]], keys: Sequence[str]) -> Non
     for key in keys:
         mine = [int(row["payload"].split("-")[1]) for row in rows if row["payload"][0] == key]
         assert mine == sorted(mine), (key, mine)
-
-
-@pytest.fixture
-async def effects_pool(pool: Database) -> Database:
-    await pool.execute(EFFECTS_TABLE)
-    return pool
 
 
 async def publish(

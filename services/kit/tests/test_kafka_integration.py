@@ -43,14 +43,6 @@ from emporium.testing.pytest_plugin import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-EFFECTS_TABLE = """
-CREATE TABLE IF NOT EXISTS effects (
-    event_id text NOT NULL,  -- deliberately not unique: a double effect must be visible
-    payload  text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT clock_timestamp()
-)
-"""
-
 
 async def record_effect(event: ConsumedEvent, conn: UnitOfWork) -> None:
     await conn.execute(
@@ -61,14 +53,8 @@ async def record_effect(event: ConsumedEvent, conn: UnitOfWork) -> None:
 
 
 async def effects(pool: Database) -> list[tuple[str, str]]:
-    rows = await pool.fetch("SELECT event_id, payload FROM effects ORDER BY applied_at")
+    rows = await pool.fetch("SELECT event_id, payload FROM effects ORDER BY n")
     return [(row["event_id"], row["payload"]) for row in rows]
-
-
-@pytest.fixture
-async def effects_pool(pool: Database) -> Database:
-    await pool.execute(EFFECTS_TABLE)
-    return pool
 
 
 async def test_a_redelivered_event_has_its_effect_once(
