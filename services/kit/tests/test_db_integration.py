@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -281,6 +282,36 @@ async def test_health_check_fails_when_the_database_refuses_connections(
     finally:
         await refuse_connections(admin_dsn, name, refuse=False)
         await database.close()
+
+
+async def test_a_pooled_connection_the_server_terminated_is_replaced_not_handed_out(
+    database_url: str, admin_dsn: str
+) -> None:
+    # One connection, used a moment ago: the pool's check skips the round trip
+    # for an idle connection the server has not written to, and must still
+    # notice one whose backend the server has just ended.
+    database = await open_database(database_url, max_size=1)
+    try:
+        first_pid = await database.fetchval("SELECT pg_backend_pid()")
+        assert await database.fetchval("SELECT pg_backend_pid()") == first_pid  # reused
+        async with await psycopg.AsyncConnection.connect(admin_dsn, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (first_pid,))
+            await eventually(
+                lambda: _backend_gone(admin, first_pid), within=5, what="backend ended"
+            )
+
+        # No error reaches the caller: the next statement runs on a new connection.
+        second_pid = await database.fetchval("SELECT pg_backend_pid()")
+        assert second_pid != first_pid
+        assert await database.fetchval("SELECT pg_backend_pid()") == second_pid
+    finally:
+        await database.close()
+
+
+async def _backend_gone(admin: psycopg.AsyncConnection[Any], pid: int) -> bool:
+    cursor = await admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+    row = await cursor.fetchone()
+    return row is not None and row[0] == 0
 
 
 async def test_the_migrate_command_reads_only_the_database_settings(

@@ -29,7 +29,8 @@ The pool opens in the background (:meth:`Database.open` does not wait): a
 service whose database is down at start-up starts, answers ``/livez``, reports
 the database in ``/readyz`` and connects when it can. Every connection is
 checked when it leaves the pool, so a server restart leaves no stale
-connection behind.
+connection behind (a round trip only if the server has written to the idle
+connection; see :func:`_check_connection`).
 
 Migrations are plain SQL files named ``NNNN_short_name.sql`` in one folder per
 service. Each is applied once, in number order, in its own transaction, and
@@ -49,6 +50,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import select
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -225,8 +227,37 @@ def _traced() -> bool:
     return _trace_queries and trace.get_current_span().get_span_context().is_valid
 
 
+def _has_pending_input(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server has said something to a connection that sits idle in the pool.
+
+    An idle connection in good health has nothing to read. A server that
+    shuts down, restarts or terminates the backend sends its FATAL message and
+    closes the socket, which makes it readable (as does a notice or a
+    parameter change, which the full check then consumes harmlessly).
+    """
+    try:
+        ready, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True  # no usable socket: let the full check say what is wrong
+    return bool(ready)
+
+
 async def _check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-    """psycopg_pool's check (an empty statement), without a span of its own."""
+    """The pool's check of a connection it hands out: a round trip only when in doubt.
+
+    psycopg_pool's own check is an empty statement on every hand-out: a round
+    trip to the server that was a tenth of the Python time of the orders and
+    catalog services under checkout load (docs/decisions/kit-data.md). Here a
+    closed connection is refused at once, and the empty statement runs only
+    when the server has sent something to the idle connection (it went away,
+    or has a notice for it). What cannot be told without a round trip, a
+    server that vanished without closing its sockets, fails the first
+    statement as a lost connection (UNAVAILABLE), like a loss mid-request.
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    if not _has_pending_input(conn):
+        return
     with suppress_instrumentation():
         await AsyncConnectionPool.check_connection(conn)
 
