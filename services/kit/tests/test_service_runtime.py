@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -216,3 +217,24 @@ async def test_sigterm_lets_http_requests_in_flight_finish(tmp_path: Path) -> No
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_a_service_runs_on_uvloop(tmp_path: Path) -> None:
+    script = tmp_path / "loop.py"
+    script.write_text(
+        "import asyncio\n"
+        "from emporium.kit.service import run_cli\n"
+        "async def serve():\n"
+        "    loop = type(asyncio.get_running_loop())\n"
+        "    print(f'{loop.__module__}.{loop.__qualname__}')\n"
+        "run_cli('loop', serve)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert ran.stdout.strip() == "uvloop.Loop"
+
+
+async def test_async_tests_run_on_the_services_loop() -> None:
+    loop = asyncio.get_running_loop()
+    assert f"{type(loop).__module__}.{type(loop).__qualname__}" == "uvloop.Loop"

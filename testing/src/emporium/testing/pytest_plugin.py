@@ -34,6 +34,10 @@ Fixtures:
   stops it after the test; :func:`service_env` is the environment to build
   its settings from.
 
+Async tests and fixtures run on uvloop, the loop every service runs on
+(:func:`emporium.kit.service.run_cli`), through pytest-asyncio's
+``pytest_asyncio_loop_factories`` hook.
+
 Helpers for test modules: :func:`free_port`, :func:`eventually`, :func:`service_env`,
 :func:`refuse_connections`, :func:`open_database` (the kit's database on a URL, connected),
 :class:`TopicReader` (a plain reader of partitions from their beginning),
@@ -61,6 +65,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import pytest
+import uvloop
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from opentelemetry import trace
@@ -75,6 +80,13 @@ from emporium.kit.kafka import EventProducer, IdempotentConsumer, client_config
 from emporium.kit.service import Service
 
 REQUIRE_PLATFORM = "EMPORIUM_REQUIRE_PLATFORM"
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Async tests run on the services' own event loop."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def unavailable(reason: str) -> NoReturn:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
+import uvloop
 from starlette.types import ASGIApp
 
 from emporium.kit.admin import EmbeddedServer, LoopHeartbeat, build_admin_app, http_server
@@ -385,7 +386,8 @@ def run_cli(
     args = sys.argv[1:]
     if not args:
         try:
-            asyncio.run(serve())
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(serve())
         except PortTaken as error:
             log.error("cannot start: a port is taken", extra={"error": str(error)})
             raise SystemExit(f"emporium-{name}: {error}") from None
