@@ -12,3 +12,10 @@ echo; echo "== cost of the kit per call: kit vs bare grpc.aio server, interleave
 uv run --frozen python bench/kit_vs_bare.py
 echo; echo "== open-loop load: product page and checkout at fixed rates (bench/load.py)"
 uv run --frozen python bench/load.py --pages 50,100,300,600 --checkouts 20,50
+echo; echo "== event path: outbox relay and fraud's consumer, events/s (bench/event_path.py)"
+uv run --frozen python bench/event_path.py relay --events 20000
+uv run --frozen python bench/event_path.py consumer --events 20000
+echo; echo "== checkout -> fraud decision at fixed open-loop rates (bench/decision_latency.py)"
+uv run --frozen python bench/decision_latency.py --rates 20,50,100 --seconds 20
+echo; echo "== CPU per database operation, asyncio and uvloop side by side (bench/db_cost.py)"
+uv run --frozen python bench/db_cost.py
