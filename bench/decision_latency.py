@@ -21,7 +21,11 @@ Last, the CPU each process of the system used per decided checkout (from
 /proc, from the first scheduled checkout until the last decision, so the
 event path's work counts), their sum, and the rate that sum allows on this
 machine's cores if nothing else ran (cores / CPU per checkout): above that
-rate queues can only grow. Figures only: nothing passes or fails.
+rate queues can only grow. With two or more rates whose checkouts were all
+decided, a last line splits the system's CPU into what one more checkout a
+second costs (the slope between the lowest and the highest such rate) and
+what runs whatever the rate, and projects the cores 100 checkouts/s need.
+Figures only: nothing passes or fails.
 """
 
 from __future__ import annotations
@@ -142,7 +146,10 @@ async def warm_up(client: httpx.AsyncClient, product_id: str, within: float = 60
             await asyncio.sleep(1.0)
 
 
-async def run_rate(base_url: str, rate: float, seconds: float, settle: float) -> None:
+async def run_rate(
+    base_url: str, rate: float, seconds: float, settle: float
+) -> tuple[float, float] | None:
+    """Runs one rate and prints its figures; returns (decisions/s, cores used) over its window."""
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(base_url=base_url, timeout=10, limits=limits) as client:
         products = await list_products(client)
@@ -160,6 +167,7 @@ async def run_rate(base_url: str, rate: float, seconds: float, settle: float) ->
         tasks = []
         cpu_before = cpu_snapshot()
         t0, wall0 = time.monotonic(), time.time()
+        window_start = t0
         for i in range(total):
             delay = t0 + i / rate - time.monotonic()
             if delay > 0:
@@ -191,6 +199,7 @@ async def run_rate(base_url: str, rate: float, seconds: float, settle: float) ->
                 break
             await asyncio.sleep(0.5)
     cpu = cpu_used(cpu_before, cpu_snapshot())
+    window = time.monotonic() - window_start
     async with await psycopg.AsyncConnection.connect(
         database_url("orders"), autocommit=True
     ) as conn:
@@ -242,6 +251,31 @@ async def run_rate(base_url: str, rate: float, seconds: float, settle: float) ->
             f"  CPU per decided checkout (ms): {parts}; total {total * 1000:.1f} ms,"
             f" so {cores} cores carry at most {cores / total:.0f} checkouts/s"
         )
+        if len(decided) == len(started):
+            return len(decided) / window, sum(cpu.values()) / window
+    return None
+
+
+def print_marginal(measured: list[tuple[float, float]], target: float) -> None:
+    """What one more checkout a second costs, from the two extreme rates fully decided.
+
+    The CPU per checkout above also carries what runs whatever the rate
+    (health checks, polls, the trace sink's flushes); the slope between two
+    rates leaves that out, and projects the cores ``target`` checkouts/s need.
+    """
+    if len(measured) < 2:
+        return
+    (low_rate, low_cores), (high_rate, high_cores) = min(measured), max(measured)
+    if high_rate - low_rate < 1:
+        return
+    slope = (high_cores - low_cores) / (high_rate - low_rate)
+    fixed = low_cores - slope * low_rate
+    print(
+        f"CPU of the system: {low_cores:.2f} cores at {low_rate:.0f} decisions/s,"
+        f" {high_cores:.2f} at {high_rate:.0f}/s: {slope * 1000:.1f} ms per additional"
+        f" checkout, {fixed:.2f} cores whatever the rate; {target:g}/s would need"
+        f" {fixed + slope * target:.1f} cores (this machine has {os.cpu_count()})"
+    )
 
 
 def main() -> None:
@@ -252,8 +286,12 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=60.0)
     args = parser.parse_args()
     print("$ uv run python bench/decision_latency.py " + shlex.join(sys.argv[1:]))
+    measured = []
     for rate in (float(r) for r in args.rates.split(",") if r):
-        asyncio.run(run_rate(args.base_url, rate, args.seconds, args.settle))
+        result = asyncio.run(run_rate(args.base_url, rate, args.seconds, args.settle))
+        if result is not None:
+            measured.append(result)
+    print_marginal(measured, target=100.0)
 
 
 if __name__ == "__main__":
