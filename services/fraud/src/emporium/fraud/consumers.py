@@ -22,7 +22,14 @@ from emporium.fraud.repository import PostgresDecisionStore
 from emporium.fraud.topics import Topics
 from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
-from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, batch_handler, parse_event
+from emporium.kit.kafka import (
+    ConsumedEvent,
+    Handler,
+    PoisonMessage,
+    batch_handler,
+    parse_event,
+    traced,
+)
 
 
 def decode_order_placed(payload: bytes) -> domain.PlacedOrder:
@@ -50,6 +57,10 @@ def handlers(topics: Topics) -> dict[str, Handler]:
         causes: dict[str, ConsumedEvent] = {}
         for order, event in zip(orders, events, strict=True):
             causes.setdefault(order.order_id, event)
-        await domain.decide_all(PostgresDecisionStore(uow, topics, causes), orders)
+        await domain.decide_all(
+            PostgresDecisionStore(uow, topics, causes),
+            orders,
+            context_of=lambda order_id: traced(causes.get(order_id)),
+        )
 
     return {topics.order_placed: order_placed}

@@ -23,6 +23,7 @@ import enum
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -146,16 +147,23 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def _no_context(order_id: str) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
 async def decide_all(
     store: DecisionStore,
     orders: Sequence[PlacedOrder],
     clock: Clock = utc_now,
     new_id: IdFactory = new_id,
+    context_of: Callable[[str], AbstractContextManager[None]] = _no_context,
 ) -> list[Decision]:
     """Scores each order once, in order; returns the decisions made now.
 
     A re-delivered order (or a second event for an order in the same call)
-    gets no second decision.
+    gets no second decision. ``context_of(order_id)`` is what each order's log
+    lines are written in: the consumer passes the trace of the event the order
+    came from, so a batch's lines carry their own orders' trace ids.
     """
     decided = [
         (
@@ -175,18 +183,19 @@ async def decide_all(
     stored = await store.add_decisions(decided)
     made: list[Decision] = []
     for order, decision in decided:
-        if decision.event_id not in stored:
-            log.info("order already decided; event ignored", extra={"order_id": order.order_id})
-            continue
-        made.append(decision)
-        log.info(
-            "fraud decision made",
-            extra={
-                "order_id": order.order_id,
-                "verdict": decision.verdict.value,
-                "risk_score": decision.risk_score,
-            },
-        )
+        with context_of(order.order_id):
+            if decision.event_id not in stored:
+                log.info("order already decided; event ignored", extra={"order_id": order.order_id})
+                continue
+            made.append(decision)
+            log.info(
+                "fraud decision made",
+                extra={
+                    "order_id": order.order_id,
+                    "verdict": decision.verdict.value,
+                    "risk_score": decision.risk_score,
+                },
+            )
     return made
 
 
