@@ -236,10 +236,11 @@ def _has_pending_input(conn: psycopg.AsyncConnection[Any]) -> bool:
     parameter change, which the full check then consumes harmlessly).
     """
     try:
-        ready, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        poller = select.poll()  # unlike select.select, any descriptor number
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.OperationalError):
         return True  # no usable socket: let the full check say what is wrong
-    return bool(ready)
 
 
 async def _check_connection(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -386,8 +386,7 @@ def run_cli(
     args = sys.argv[1:]
     if not args:
         try:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(serve())
+            uvloop.run(serve())
         except PortTaken as error:
             log.error("cannot start: a port is taken", extra={"error": str(error)})
             raise SystemExit(f"emporium-{name}: {error}") from None
@@ -397,4 +396,4 @@ def run_cli(
         usage = " | ".join(["(no argument: serve)", *commands])
         print(f"usage: emporium-{name} [{usage}]", file=sys.stderr)
         raise SystemExit(2)
-    asyncio.run(command())
+    uvloop.run(command())
