@@ -23,6 +23,8 @@ from emporium.events.v1 import fraud_events_pb2, order_events_pb2
 from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
+from emporium.orders import domain
+from emporium.orders.repository import PostgresOrderStatusStore
 from emporium.orders.topics import Topics
 from emporium.orders.v1 import orders_pb2
 from emporium.testing.pytest_plugin import eventually
@@ -507,6 +509,39 @@ async def test_duplicate_late_and_unknown_decisions_are_ignored(
         within=30,
     )
     assert await _status_is(db, order.order_id, "APPROVED")
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM outbox WHERE topic = $1", topics.order_status_changed
+        )
+        == 1
+    )
+
+
+async def test_a_decision_waits_for_one_in_flight_for_the_same_order_then_is_ignored(
+    orders: Any, db: Database, topics: Topics
+) -> None:
+    order_id = (await orders.stub.PlaceOrder(place_request(), timeout=5)).order.order_id
+    approve = domain.FraudDecision(order_id, domain.FraudVerdict.APPROVE, 0, "")
+    reject = domain.FraudDecision(order_id, domain.FraudVerdict.REJECT, 90, "late")
+
+    async def decide(decision: domain.FraudDecision) -> domain.OrderStatusChangedEvent | None:
+        async with db.unit_of_work() as uow:
+            return await domain.apply_fraud_decision(
+                PostgresOrderStatusStore(uow, topics), decision
+            )
+
+    async with db.unit_of_work() as first:
+        store = PostgresOrderStatusStore(first, topics)
+        pending = await store.get_for_update(order_id)  # holds the order's row
+        assert pending is not None
+        assert pending.status is domain.OrderStatus.PENDING
+        second = asyncio.create_task(decide(reject))
+        await asyncio.sleep(0.5)
+        assert not second.done(), "the second decision did not wait for the first"
+        event = await domain.apply_fraud_decision(store, approve)
+        assert event is not None
+    assert await second is None  # it read the order as the first one left it
+    assert await _status_is(db, order_id, "APPROVED")
     assert (
         await db.fetchval(
             "SELECT count(*) FROM outbox WHERE topic = $1", topics.order_status_changed

@@ -56,19 +56,27 @@ class PostgresStockLedger:
         )
 
     async def reservation(self) -> OrderReservation:
-        released = await self._conn.fetchval(
-            "SELECT true FROM stock_releases WHERE order_id = $1", self._order_id
-        )
-        if released:
-            return OrderReservation(ReservationState.RELEASED)
+        # One round trip: whether the order was released, and its reserved lines
+        # (one row with NULL lines when it has none).
         rows = await self._conn.fetch(
-            "SELECT product_id, quantity FROM stock_reservations"
-            " WHERE order_id = $1 AND state = 'reserved' ORDER BY product_id",
+            """
+            SELECT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = $1) AS released,
+                   r.product_id, r.quantity
+              FROM (VALUES (1)) AS one (n)
+              LEFT JOIN stock_reservations AS r ON r.order_id = $1 AND r.state = 'reserved'
+             ORDER BY r.product_id
+            """,
             self._order_id,
         )
-        if not rows:
+        if rows[0]["released"]:
+            return OrderReservation(ReservationState.RELEASED)
+        lines = tuple(
+            StockLine(row["product_id"], row["quantity"])
+            for row in rows
+            if row["product_id"] is not None
+        )
+        if not lines:
             return OrderReservation(ReservationState.NONE)
-        lines = tuple(StockLine(row["product_id"], row["quantity"]) for row in rows)
         return OrderReservation(ReservationState.RESERVED, lines)
 
     async def lock_stock(self, product_ids: Sequence[str]) -> dict[str, ProductStock]:
@@ -82,27 +90,23 @@ class PostgresStockLedger:
         }
 
     async def reserve(self, lines: Sequence[StockLine]) -> None:
-        product_ids = [line.product_id for line in lines]
-        quantities = [line.quantity for line in lines]
+        # The stock and the order's reservation lines in one statement.
         await self._conn.execute(
             """
-            UPDATE products AS p
-               SET stock_reserved = p.stock_reserved + l.quantity, updated_at = now()
-              FROM unnest($1::text[], $2::int[]) AS l (product_id, quantity)
-             WHERE p.id = l.product_id
-            """,
-            product_ids,
-            quantities,
-        )
-        await self._conn.execute(
-            """
+            WITH line AS (
+                SELECT * FROM unnest($2::text[], $3::int[]) AS l (product_id, quantity)
+            ), held AS (
+                UPDATE products AS p
+                   SET stock_reserved = p.stock_reserved + line.quantity, updated_at = now()
+                  FROM line
+                 WHERE p.id = line.product_id
+            )
             INSERT INTO stock_reservations (order_id, product_id, quantity)
-            SELECT $1, l.product_id, l.quantity
-              FROM unnest($2::text[], $3::int[]) AS l (product_id, quantity)
+            SELECT $1, line.product_id, line.quantity FROM line
             """,
             self._order_id,
-            product_ids,
-            quantities,
+            [line.product_id for line in lines],
+            [line.quantity for line in lines],
         )
 
     async def release(self) -> int:

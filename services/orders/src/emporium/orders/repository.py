@@ -22,6 +22,23 @@ FROM orders o
 JOIN order_lines l ON l.order_id = o.order_id
 """
 
+# The same columns, one order, its row locked (FOR UPDATE cannot lock an aggregate,
+# so the lines are aggregated in a lateral subquery).
+_SELECT_ORDER_FOR_UPDATE = """
+SELECT o.order_id::text AS order_id, o.customer_id, o.status, o.status_reason,
+       o.currency_code, o.total_minor, o.created_at, o.updated_at,
+       l.product_ids, l.quantities, l.unit_prices
+FROM orders o
+CROSS JOIN LATERAL (
+    SELECT array_agg(product_id ORDER BY line_no) AS product_ids,
+           array_agg(quantity ORDER BY line_no) AS quantities,
+           array_agg(unit_price_minor ORDER BY line_no) AS unit_prices
+    FROM order_lines WHERE order_id = o.order_id
+) AS l
+WHERE o.order_id = $1
+FOR UPDATE OF o
+"""
+
 
 def _order_from_row(row: Any) -> domain.Order:
     currency = row["currency_code"]
@@ -153,15 +170,9 @@ class PostgresOrderStatusStore:
         self._topics = topics
 
     async def get_for_update(self, order_id: str) -> domain.Order | None:
-        # Lock the order row first so two decisions for one order serialize.
-        locked = await self._connection.fetchval(
-            "SELECT true FROM orders WHERE order_id = $1 FOR UPDATE", order_id
-        )
-        if not locked:
-            return None
-        row = await self._connection.fetchrow(
-            _SELECT_ORDER + "WHERE o.order_id = $1 GROUP BY o.order_id", order_id
-        )
+        # The order row is locked, so two decisions for one order serialize; the
+        # second one reads the row as the first one left it.
+        row = await self._connection.fetchrow(_SELECT_ORDER_FOR_UPDATE, order_id)
         return None if row is None else _order_from_row(row)
 
     async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
