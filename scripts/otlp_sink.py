@@ -15,6 +15,11 @@ INTERNAL), ``service`` (the resource's ``service.name``), ``start_ns``,
 ``resource`` (the resource attributes). ``scripts/trace_tree.py`` reads the
 file back as trees of spans; tests assert on it.
 
+The file is capped (``--max-mb``, 100 by default): when a write would take it
+past the cap it becomes ``<out>.1`` (replacing the one before) and a new file
+starts, so the local trace store keeps the last 100-200 MB of spans instead
+of growing with every run. ``trace_tree.read_spans`` reads both.
+
 In a cluster the OpenTelemetry Collector plays this part and sends the spans
 to Tempo; locally this file is the trace store.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -35,6 +41,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
+from trace_tree import previous_file
 
 log = logging.getLogger("otlp-sink")
 
@@ -104,25 +111,41 @@ def records(request: trace_service_pb2.ExportTraceServiceRequest) -> list[dict[s
 
 
 class SpanFile:
-    """Appends JSON lines; one lock so concurrent exports never interleave a line."""
+    """Appends JSON lines; one lock so concurrent exports never interleave a line.
 
-    def __init__(self, path: Path) -> None:
+    A write that would take the file past ``max_bytes`` first moves it to
+    :func:`trace_tree.previous_file` (replacing the one there) and starts a new one.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = 100 * 1024 * 1024) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.max_bytes = max_bytes
         self._file: TextIO = path.open("a", encoding="utf-8")
+        self._size = path.stat().st_size
         self._lock = threading.Lock()
         self.spans = 0
 
     def write(self, lines: list[dict[str, Any]]) -> None:
         if not lines:
             return
+        # ASCII only (json.dumps escapes the rest): characters are bytes.
         text = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
         with self._lock:
+            if self._size and self._size + len(text) > self.max_bytes:
+                self._rotate()
             self._file.write(text)
             # Readers (tests, trace_tree.py) look at the file right after a
             # request: every export is visible as soon as it is acknowledged.
             self._file.flush()
+            self._size += len(text)
             self.spans += len(lines)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        os.replace(self.path, previous_file(self.path))
+        self._file = self.path.open("a", encoding="utf-8")
+        self._size = 0
 
     def close(self) -> None:
         with self._lock:
@@ -140,9 +163,11 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
-def serve(host: str, port: int, out: Path) -> tuple[grpc.Server, SpanFile, int]:
+def serve(
+    host: str, port: int, out: Path, max_bytes: int = 100 * 1024 * 1024
+) -> tuple[grpc.Server, SpanFile, int]:
     """Starts the receiver; returns the server, the file and the bound port (0 picks one)."""
-    sink = SpanFile(out)
+    sink = SpanFile(out, max_bytes)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="otlp-export"),
         options=[
@@ -174,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4317)
     parser.add_argument("--out", type=Path, default=Path(".run/traces.jsonl"))
+    parser.add_argument(
+        "--max-mb", type=float, default=100.0, help="size at which the file is rotated"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -182,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         '"message":"%(message)s"}',
     )
     try:
-        server, sink, port = serve(args.host, args.port, args.out)
+        server, sink, port = serve(args.host, args.port, args.out, int(args.max_mb * 1024 * 1024))
     except OSError as error:
         print(f"otlp-sink: {error}", file=sys.stderr)
         return 1

@@ -31,17 +31,25 @@ DEFAULT_PATH = Path(__file__).resolve().parents[1] / ".run" / "traces.jsonl"
 CHECKOUT_SPAN = "POST /api/checkout"
 
 
-def read_spans(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Every span in the file; a half-written last line is skipped."""
+def previous_file(path: str | Path) -> Path:
+    """Where the collector moves its span file when it reaches its size cap."""
     file = Path(path)
-    if not file.exists():
-        return
-    with file.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
+    return file.with_name(file.name + ".1")
+
+
+def read_spans(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Every span in the file and the one it was rotated from; half-written lines are skipped."""
+    for file in (previous_file(path), Path(path)):
+        try:
+            handle = file.open(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        with handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
 
 
 def spans_of_trace(path: str | Path, trace_id: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import otlp_sink
 import pytest
 import trace_tree
 from opentelemetry import trace
@@ -189,3 +190,30 @@ def test_print_checkout_waits_for_the_trace_and_says_when_there_is_none(tmp_path
     out = io.StringIO()
     assert trace_tree.print_checkout(path, timeout=0.5, services=["gateway"], out=out) == 1
     assert out.getvalue().startswith("trace t9: 1 spans, 1 services (gateway)")
+
+
+def _span(number: int) -> dict[str, object]:
+    return {"trace_id": f"t{number}", "span_id": f"s{number:03d}", "parent_span_id": None,
+            "name": "work", "kind": "INTERNAL", "service": "orders", "start_ns": number,
+            "end_ns": number + 1, "attributes": {},
+            "status": {"code": "UNSET", "message": ""}}  # fmt: skip
+
+
+@pytest.mark.unit
+def test_the_span_file_is_rotated_at_its_cap_and_read_back_with_the_one_before(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "traces.jsonl"
+    # A file left by an earlier run, already past the cap, moves aside on the first write.
+    path.write_text("".join(json.dumps(_span(n)) + "\n" for n in range(20)))
+    sink = otlp_sink.SpanFile(path, max_bytes=3_000)
+    for number in range(20, 60):
+        sink.write([_span(number)])
+    sink.close()
+
+    assert path.stat().st_size <= 3_000
+    assert trace_tree.previous_file(path).stat().st_size <= 3_000
+    kept = [span["span_id"] for span in trace_tree.read_spans(path)]
+    # The newest spans, oldest first, none missing where the two files meet.
+    assert kept == [f"s{n:03d}" for n in range(60 - len(kept), 60)]
+    assert 15 < len(kept) < 40
