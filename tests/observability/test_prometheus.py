@@ -26,14 +26,23 @@ def traffic(system: Any, prometheus: Any) -> journey.TracedCheckout:
     targets = len(observability_prometheus.ADMIN_PORTS)
     assert prometheus.wait_for(f"count(up == 1) == {targets}", timeout=30), prometheus.targets()
     prometheus.wait_for("count(emporium_ready) > 0", timeout=10)
-    for product in system.products()[:3]:
-        response = system.http.get(f"/api/products/{product['product_id']}")
-        assert response.status_code == 200, response.text
-    placed = journey.checkout(system, customer="prometheus")
-    # Scrapes run every second; wait until the decision delay (the last effect) is in.
-    prometheus.wait_for(
-        'emporium_order_decision_delay_seconds_count{service="emporium-orders"} > 0', timeout=20
+    # The gateway's last request and the last effect (orders' decision delay).
+    counters = (
+        'sum(emporium_http_requests_total{route="/api/checkout"})',
+        'sum(emporium_order_decision_delay_seconds_count{service="emporium-orders"})',
     )
+    # Twice: a counter's first sample holds the requests that created it, and
+    # rate() sees no increase in it; on services that have served nothing yet
+    # the first round creates the series and the second one moves them.
+    for _ in range(2):
+        before = [sum(float(i["value"][1]) for i in prometheus.query(c)) for c in counters]
+        for product in system.products()[:3]:
+            response = system.http.get(f"/api/products/{product['product_id']}")
+            assert response.status_code == 200, response.text
+        placed = journey.checkout(system, customer="prometheus")
+        # Scrapes run every second; wait until both targets were scraped since.
+        for counter, count in zip(counters, before, strict=True):
+            assert prometheus.wait_for(f"{counter} > {count}", timeout=20), counter
     return placed
 
 
