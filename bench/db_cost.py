@@ -147,7 +147,7 @@ def main() -> None:
 
     samples: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
 
-    async def one_round(scratch: Scratch, loop: str) -> None:
+    async def bare_round(scratch: Scratch, loop: str) -> None:
         samples[("psycopg", loop)].append(
             await bare_psycopg(scratch.url, scratch.admin_dsn, args.operations)
         )
@@ -167,7 +167,7 @@ def main() -> None:
         # The bare rounds first: creating a kit Database instruments psycopg for the process.
         for _ in range(args.rounds):
             for loop, run in runners.items():
-                run(one_round(scratch, loop))
+                run(bare_round(scratch, loop))
         for _ in range(args.rounds):
             for loop, run in runners.items():
                 run(kit_round(scratch, loop))

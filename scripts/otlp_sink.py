@@ -110,6 +110,10 @@ def records(request: trace_service_pb2.ExportTraceServiceRequest) -> list[dict[s
     return out
 
 
+#: The span file's size cap (``--max-mb``), past which it is rotated.
+DEFAULT_MAX_MB = 100
+
+
 class SpanFile:
     """Appends JSON lines; one lock so concurrent exports never interleave a line.
 
@@ -117,7 +121,7 @@ class SpanFile:
     :func:`trace_tree.previous_file` (replacing the one there) and starts a new one.
     """
 
-    def __init__(self, path: Path, max_bytes: int = 100 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_MB * 1024 * 1024) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
@@ -164,7 +168,7 @@ class TraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 def serve(
-    host: str, port: int, out: Path, max_bytes: int = 100 * 1024 * 1024
+    host: str, port: int, out: Path, max_bytes: int = DEFAULT_MAX_MB * 1024 * 1024
 ) -> tuple[grpc.Server, SpanFile, int]:
     """Starts the receiver; returns the server, the file and the bound port (0 picks one)."""
     sink = SpanFile(out, max_bytes)
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=4317)
     parser.add_argument("--out", type=Path, default=Path(".run/traces.jsonl"))
     parser.add_argument(
-        "--max-mb", type=float, default=100.0, help="size at which the file is rotated"
+        "--max-mb", type=float, default=DEFAULT_MAX_MB, help="size at which the file is rotated"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
