@@ -272,8 +272,15 @@ async def _child(database_url: str, bootstrap: str, topic: str, group: str) -> N
     producer = EventProducer(settings)
     await producer.start()
     recorder = Recorder()
+    # Offsets after every poll (no interval), so the second commit is the second batch's.
     consumer = IdempotentConsumer(
-        settings, pool, {topic: recorder.handler}, producer, group_id=group, batch_size=10
+        settings,
+        pool,
+        {topic: recorder.handler},
+        producer,
+        group_id=group,
+        batch_size=10,
+        commit_interval_seconds=0,
     )
     commit = consumer._commit
     commits = 0

@@ -428,6 +428,62 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
     )
 
 
+async def test_offsets_are_committed_once_per_interval_and_always_on_stop(
+    kafka_settings: KafkaSettings,
+    effects_pool: Database,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    kafka_bootstrap: str,
+) -> None:
+    topic = await topic_factory("commit-interval", partitions=1)
+    # An interval longer than the test: only stop() can commit.
+    slow_group = f"kit-test-interval-{uuid.uuid4().hex[:8]}"
+    consumer = kit_consumer(
+        kafka_settings,
+        effects_pool,
+        producer,
+        {topic: record_effect},
+        group_id=slow_group,
+        commit_interval_seconds=3600,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        for i in range(5):  # one at a time: five polls, each its own transaction
+            await producer.send(topic, "k", f"m{i}".encode(), {"event-id": f"interval-{i}"})
+            await eventually(lambda n=i + 1: _effect_count_at_least(effects_pool, n), within=20)
+        # Every effect is in the database; Kafka was told of none of them.
+        assert await _committed_offset(kafka_bootstrap, slow_group, topic) == 0
+    finally:
+        await consumer.stop()
+        await task
+    assert await _committed_offset(kafka_bootstrap, slow_group, topic) == 5
+
+    # A short interval commits while the consumer runs, also when no event follows.
+    topic = await topic_factory("commit-interval-short", partitions=1)
+    fast_group = f"kit-test-interval-{uuid.uuid4().hex[:8]}"
+    consumer = kit_consumer(
+        kafka_settings,
+        effects_pool,
+        producer,
+        {topic: record_effect},
+        group_id=fast_group,
+        commit_interval_seconds=0.3,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        for i in range(3):
+            await producer.send(topic, "k", f"m{i}".encode(), {"event-id": f"short-{i}"})
+
+        async def all_committed() -> bool:
+            return await _committed_offset(kafka_bootstrap, fast_group, topic) == 3
+
+        await eventually(all_committed, within=20)
+        assert await _effect_count(effects_pool) == 8
+    finally:
+        await consumer.stop()
+        await task
+
+
 async def test_stop_finishes_the_message_in_flight_and_commits_its_offset(
     kafka_settings: KafkaSettings,
     effects_pool: Database,

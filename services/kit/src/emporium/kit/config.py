@@ -76,6 +76,7 @@ class KafkaSettings(BaseSettings):
     kafka_ssl_ca_file: str | None = None
     kafka_consumer_group: str | None = None
     kafka_max_delivery_attempts: int = Field(default=5, ge=1, le=100)
+    kafka_commit_interval_ms: int = Field(default=1000, ge=0, le=60_000)
 
     @model_validator(mode="after")
     def _check_kafka(self) -> KafkaSettings:

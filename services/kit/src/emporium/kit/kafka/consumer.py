@@ -37,7 +37,10 @@ What the consumer guarantees, per message:
   the same database transaction, so a redelivered event (same ``event-id``
   header) is skipped and its effect happens once;
 * the Kafka offset is committed only after that transaction committed, so a
-  crash at any point redelivers the message instead of losing it;
+  crash at any point redelivers the message instead of losing it; offsets
+  are committed at most once per ``KAFKA_COMMIT_INTERVAL_MS`` (1 s), not
+  after every poll, and always on stop and on a rebalance: a crash
+  redelivers up to that much more, which the ledger skips;
 * a poll's messages are applied in one transaction (one ledger statement for
   all of them, then each handler, or one call of a topic's batch handler); if
   a handler fails the transaction is undone and the poll is applied again
@@ -98,7 +101,6 @@ tracer = trace.get_tracer("emporium.kit.kafka")
 #: A partition: (topic, partition number).
 Partition = tuple[str, int]
 
-#: How long one consume waits for messages on the consumer's thread.
 #: How long one consume waits for a first message on the consumer's thread;
 #: short, because a health check or a commit waits behind it.
 _POLL_SECONDS = 0.2
@@ -170,6 +172,7 @@ class IdempotentConsumer:
         max_backoff_seconds: float = 5.0,
         batch_size: int = 500,
         commit_timeout_seconds: float = 10.0,
+        commit_interval_seconds: float | None = None,
         ledger_retention_seconds: float = 14 * 24 * 3600.0,
         ledger_prune_interval_seconds: float = 600.0,
         consumer_options: Mapping[str, Any] | None = None,
@@ -189,6 +192,14 @@ class IdempotentConsumer:
         self._max_backoff = max_backoff_seconds
         self._batch_size = batch_size
         self._commit_timeout = commit_timeout_seconds
+        # An offset commit is a broker request the consumer waits for: one per
+        # poll was most of the broker's requests under checkout load.
+        self._commit_interval = (
+            settings.kafka_commit_interval_ms / 1000
+            if commit_interval_seconds is None
+            else commit_interval_seconds
+        )
+        self._last_commit = time.monotonic()
         # Ledger rows only matter while a redelivery is possible: keep them
         # longer than the topics' retention (7 days by default).
         self._ledger_retention = ledger_retention_seconds
@@ -459,7 +470,7 @@ class IdempotentConsumer:
                 self._pending[tp] = event.offset + 1
                 self._positions[tp] = event.offset + 1
         finally:
-            if events:
+            if self._pending and time.monotonic() - self._last_commit >= self._commit_interval:
                 await self._commit()
             self._lag_snapshot()
         await self._prune_ledger()
@@ -477,6 +488,7 @@ class IdempotentConsumer:
         offsets = dict(self._pending)
         if not offsets:
             return
+        self._last_commit = time.monotonic()
         try:
             await asyncio.wait_for(
                 thread.call(
@@ -493,7 +505,7 @@ class IdempotentConsumer:
                 for tp in offsets:
                     self._pending.pop(tp, None)
                 return
-            # Kept pending and retried after the next poll; meanwhile a crash
+            # Kept pending and retried after the next interval; meanwhile a crash
             # would only redeliver messages whose effects are already recorded.
             self.last_error = f"offset commit failed: {error}"
             log.warning("offset commit failed; will retry", extra={"error": self.last_error})
