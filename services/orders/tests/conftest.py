@@ -115,9 +115,13 @@ class FakeRepository:
         self.keys[idempotency_key] = (order.order_id, fingerprint)
         self.outbox.append(event)
 
-    async def hold_reservation(self, order_id: str) -> None:
-        self._check()
-        self.pending[order_id] = "pending"
+    async def hold_reservation(
+        self, order_id: str, idempotency_key: str
+    ) -> tuple[domain.Order, str] | None:
+        placed = await self.find_by_idempotency_key(idempotency_key)
+        if placed is None:
+            self.pending[order_id] = "pending"
+        return placed
 
     async def drop_reservation(self, order_id: str) -> None:
         self._check()

@@ -215,6 +215,7 @@ async def test_catalog_down_writes_nothing(
         await checkout.place_order(request())
     assert repository.orders == {}
     assert repository.outbox == []
+    assert repository.pending == {}  # the hold is dropped: nothing was reserved
 
 
 async def test_out_of_stock_writes_nothing(
@@ -228,17 +229,21 @@ async def test_out_of_stock_writes_nothing(
 
 
 async def test_unknown_product_is_refused_before_any_reservation(
-    checkout: domain.Checkout, catalog: Any
+    checkout: domain.Checkout, repository: Any, catalog: Any
 ) -> None:
     with pytest.raises(InvalidArgument):
         await checkout.place_order(request(sku_1=1, sku_404=1))
     assert catalog.reservations == {}
+    assert repository.pending == {}
 
 
-async def test_mixed_currencies_reserve_nothing(checkout: domain.Checkout, catalog: Any) -> None:
+async def test_mixed_currencies_reserve_nothing(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
     with pytest.raises(FailedPrecondition):
         await checkout.place_order(request(sku_1=1, sku_usd=1))
     assert catalog.reservations == {}
+    assert repository.pending == {}
 
 
 async def test_a_lost_reservation_answer_releases_the_order_id(
@@ -388,7 +393,7 @@ async def test_no_reservation_is_made_when_it_cannot_be_recorded(
     repository: Any, catalog: Any
 ) -> None:
     class UnrecordedHold(type(repository)):  # type: ignore[misc]
-        async def hold_reservation(self, order_id: str) -> None:
+        async def hold_reservation(self, order_id: str, idempotency_key: str) -> None:
             raise Unavailable("orders database unavailable", dependency="postgres")
 
     checkout = domain.Checkout(repository=UnrecordedHold(), catalog=catalog)

@@ -165,7 +165,7 @@ def _order(order_id: str) -> domain.Order:
 async def test_a_claimed_reservation_cannot_commit(db: Database) -> None:
     repository = PostgresOrderRepository(db, Topics())
     order = _order(domain.new_id())
-    await repository.hold_reservation(order.order_id)
+    await repository.hold_reservation(order.order_id, "key-claimed-1")
     assert await repository.claim_stale_reservations(0, 10) == [order.order_id]
     event = domain.OrderPlacedEvent(domain.new_id(), order)
     with pytest.raises(domain.ReservationReleased):
@@ -178,7 +178,7 @@ async def test_the_sweeper_skips_a_reservation_whose_order_is_committing(
 ) -> None:
     repository = PostgresOrderRepository(db, Topics())
     order = _order(domain.new_id())
-    await repository.hold_reservation(order.order_id)
+    await repository.hold_reservation(order.order_id, "key-commit-1")
     # Hold the commit open for a second after its reservation was settled.
     await db.execute(
         """
@@ -196,3 +196,23 @@ async def test_the_sweeper_skips_a_reservation_whose_order_is_committing(
     await commit
     assert await pending(db) == []
     assert (await counts(db))["orders"] == 1
+
+
+async def test_the_hold_and_the_idempotency_lookup_are_one_statement(db: Database) -> None:
+    repository = PostgresOrderRepository(db, Topics())
+    order = _order(domain.new_id())
+    # A new key: nothing placed, the hold is written.
+    assert await repository.hold_reservation(order.order_id, "key-hold-1") is None
+    assert [order_id for order_id, _ in await pending(db)] == [order.order_id]
+    event = domain.OrderPlacedEvent(domain.new_id(), order)
+    await repository.add_placed_order(order, "key-hold-1", "fingerprint-1", event)
+    assert await pending(db) == []
+
+    # The same key again (a retry): the placed order comes back and nothing is held.
+    retry_id = domain.new_id()
+    placed = await repository.hold_reservation(retry_id, "key-hold-1")
+    assert placed is not None
+    found, fingerprint = placed
+    assert (found.order_id, found.lines, found.total) == (order.order_id, order.lines, order.total)
+    assert fingerprint == "fingerprint-1"
+    assert await pending(db) == []

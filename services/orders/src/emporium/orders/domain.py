@@ -211,8 +211,15 @@ class OrderRepository(Protocol):
         """
         ...
 
-    async def hold_reservation(self, order_id: str) -> None:
-        """Records (committed) that stock is about to be reserved for ``order_id``."""
+    async def hold_reservation(
+        self, order_id: str, idempotency_key: str
+    ) -> tuple[Order, str] | None:
+        """Records (committed) that stock is about to be reserved for ``order_id``.
+
+        Unless an order was placed with ``idempotency_key`` already: then
+        nothing is held, and that order comes back with the stored request
+        fingerprint (as :meth:`find_by_idempotency_key`).
+        """
         ...
 
     async def drop_reservation(self, order_id: str) -> None:
@@ -343,18 +350,20 @@ class Checkout:
     async def place_order(self, request: PlaceOrder) -> PlaceOrderResult:
         validate_place_order(request)
         fingerprint = request.fingerprint()
-        existing = await self._existing(request.idempotency_key, fingerprint)
-        if existing is not None:
-            return existing
-
-        prices = await self.catalog.get_prices([item.product_id for item in request.items])
-        lines = price_lines(request.items, prices)
-        total = order_total(lines)
-
         order_id = self.new_id()
-        # Written before the catalog is asked: whatever happens next, the
-        # sweeper can find and release what this checkout may have reserved.
-        await self.repository.hold_reservation(order_id)
+        # One statement: the order a retry of this key already placed, or else
+        # the hold, written before the catalog is asked, so whatever happens
+        # next the sweeper can find and release what this checkout may reserve.
+        placed = await self.repository.hold_reservation(order_id, request.idempotency_key)
+        if placed is not None:
+            return _replayed(placed, fingerprint)
+        try:
+            prices = await self.catalog.get_prices([item.product_id for item in request.items])
+            lines = price_lines(request.items, prices)
+            total = order_total(lines)
+        except (Exception, asyncio.CancelledError):
+            await self._forget(order_id)  # nothing is reserved yet
+            raise
         await self._reserve(order_id, request.items)
         now = self.clock()
         order = Order(
@@ -438,12 +447,7 @@ class Checkout:
 
     async def _existing(self, key: str, fingerprint: str) -> PlaceOrderResult | None:
         found = await self.repository.find_by_idempotency_key(key)
-        if found is None:
-            return None
-        order, stored_fingerprint = found
-        if stored_fingerprint != fingerprint:
-            raise AlreadyExists("idempotency key reused with a different request")
-        return PlaceOrderResult(order, created=False)
+        return None if found is None else _replayed(found, fingerprint)
 
     async def _release(self, order_id: str) -> None:
         """Gives the stock of a checkout that failed back now, if it provably did not commit.
@@ -491,6 +495,14 @@ class Checkout:
                 "pending reservation left for the sweeper",
                 extra={"order_id": order_id, "error": str(error)},
             )
+
+
+def _replayed(placed: tuple[Order, str], fingerprint: str) -> PlaceOrderResult:
+    """The answer to a retry: the order placed with its key, if the request is the same."""
+    order, stored_fingerprint = placed
+    if stored_fingerprint != fingerprint:
+        raise AlreadyExists("idempotency key reused with a different request")
+    return PlaceOrderResult(order, created=False)
 
 
 async def release_stale_reservations(

@@ -39,6 +39,13 @@ WHERE o.order_id = $1
 FOR UPDATE OF o
 """
 
+# The order placed with an idempotency key ($1), and the request's fingerprint.
+_SELECT_BY_KEY = (
+    _SELECT_ORDER.replace("SELECT ", "SELECT k.request_fingerprint, ", 1)
+    + "JOIN idempotency_keys k ON k.order_id = o.order_id "
+    "WHERE k.idempotency_key = $1 GROUP BY o.order_id, k.request_fingerprint"
+)
+
 
 def _order_from_row(row: Any) -> domain.Order:
     currency = row["currency_code"]
@@ -74,12 +81,7 @@ class PostgresOrderRepository:
         return None if row is None else _order_from_row(row)
 
     async def find_by_idempotency_key(self, key: str) -> tuple[domain.Order, str] | None:
-        row = await self._db.fetchrow(
-            _SELECT_ORDER.replace("SELECT ", "SELECT k.request_fingerprint, ", 1)
-            + "JOIN idempotency_keys k ON k.order_id = o.order_id "
-            "WHERE k.idempotency_key = $1 GROUP BY o.order_id, k.request_fingerprint",
-            key,
-        )
+        row = await self._db.fetchrow(_SELECT_BY_KEY, key)
         return None if row is None else (_order_from_row(row), row["request_fingerprint"])
 
     async def add_placed_order(
@@ -145,9 +147,19 @@ class PostgresOrderRepository:
                 event_id=event.event_id,
             )
 
-    async def hold_reservation(self, order_id: str) -> None:
-        async with self._db.connection() as connection:
-            await reservations.hold(connection, order_id)
+    async def hold_reservation(
+        self, order_id: str, idempotency_key: str
+    ) -> tuple[domain.Order, str] | None:
+        # One statement for the two things every checkout asks first.
+        row = await self._db.fetchrow(
+            f"""
+            WITH placed AS ({_SELECT_BY_KEY}), held AS ({reservations.HOLD_UNLESS})
+            SELECT * FROM placed
+            """,
+            idempotency_key,
+            order_id,
+        )
+        return None if row is None else (_order_from_row(row), row["request_fingerprint"])
 
     async def drop_reservation(self, order_id: str) -> None:
         async with self._db.connection() as connection:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from emporium.kit.db import Executor
 
-
-async def hold(connection: Executor, order_id: str) -> None:
-    """Records, in its own committed statement, that stock is about to be reserved."""
-    await connection.execute("INSERT INTO pending_reservations (order_id) VALUES ($1)", order_id)
+#: The hold of order ``$2``: a statement of its own, committed, recording that
+#: stock is about to be reserved; unless ``placed`` (a CTE of the statement
+#: it goes into) found the order of the checkout's idempotency key.
+HOLD_UNLESS = (
+    "INSERT INTO pending_reservations (order_id)"
+    " SELECT $2::uuid WHERE NOT EXISTS (SELECT 1 FROM placed)"
+)
 
 
 async def drop(connection: Executor, order_id: str) -> None:
