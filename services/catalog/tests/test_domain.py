@@ -34,6 +34,7 @@ class _State:
     reserved: dict[str, int] = field(default_factory=dict)
     reservations: dict[str, dict[str, int]] = field(default_factory=dict)
     released: set[str] = field(default_factory=set)
+    prices: dict[str, int] = field(default_factory=dict)
 
 
 class FakeLedger:
@@ -48,12 +49,16 @@ class FakeLedger:
         if not lines:
             return OrderReservation(ReservationState.NONE)
         return OrderReservation(
-            ReservationState.RESERVED, tuple(StockLine(p, q) for p, q in sorted(lines.items()))
+            ReservationState.RESERVED,
+            tuple(StockLine(p, q) for p, q in sorted(lines.items())),
+            {p: Money("EUR", self.state.prices[p]) for p in lines},
         )
 
     async def lock_stock(self, product_ids: Sequence[str]) -> dict[str, ProductStock]:
         return {
-            p: ProductStock(self.state.on_hand[p], self.state.reserved[p])
+            p: ProductStock(
+                self.state.on_hand[p], self.state.reserved[p], Money("EUR", self.state.prices[p])
+            )
             for p in product_ids
             if p in self.state.on_hand
         }
@@ -80,6 +85,7 @@ class FakeRepository:
         self.state = _State(
             on_hand={p: stock for p, (_, stock) in products.items()},
             reserved=dict.fromkeys(products, 0),
+            prices=dict(self.prices),
         )
 
     def _product(self, product_id: str) -> Product:
@@ -251,10 +257,13 @@ async def test_batch_prices_in_request_order_and_missing_ids_named() -> None:
 async def test_reserve_takes_stock_and_is_idempotent_per_order() -> None:
     catalog, repo = make_catalog(mug=(1000, 10), kettle=(8900, 3))
     lines = [StockLine("mug", 2), StockLine("kettle", 3)]
-    assert await catalog.reserve_stock("o-1", lines) is True
+    prices = {"mug": Money("EUR", 1000), "kettle": Money("EUR", 8900)}
+    first = await catalog.reserve_stock("o-1", lines)
+    assert (first.created, first.prices) == (True, prices)
     assert (repo.available("mug"), repo.available("kettle")) == (8, 0)
-    # Same request again (in another order): nothing changes.
-    assert await catalog.reserve_stock("o-1", list(reversed(lines))) is False
+    # Same request again (in another order): nothing changes; the same prices come back.
+    again = await catalog.reserve_stock("o-1", list(reversed(lines)))
+    assert (again.created, again.prices) == (False, prices)
     assert (repo.available("mug"), repo.available("kettle")) == (8, 0)
 
 

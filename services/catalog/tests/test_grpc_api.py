@@ -147,12 +147,17 @@ async def test_reserve_stock_field_violations(stub: Stub, pool: Any) -> None:
 
 
 async def test_reserve_is_idempotent_and_all_or_nothing(stub: Stub, pool: Any) -> None:
-    plenty, scarce = await _product(pool, 10), await _product(pool, 2)
+    plenty, scarce = await _product(pool, 10, price=590), await _product(pool, 2, price=8900)
     order_id = _id("o")
     request = _reserve(order_id, (plenty, 3), (scarce, 2))
-    await stub.ReserveStock(request)
-    await stub.ReserveStock(request)  # a retry changes nothing
+    first = await stub.ReserveStock(request)
+    again = await stub.ReserveStock(request)  # a retry changes nothing
     assert (await _available(stub, plenty), await _available(stub, scarce)) == (7, 0)
+    # Both answers carry the reserved products' prices (checkout charges them).
+    for reply in (first, again):
+        assert sorted(
+            (p.product_id, p.price.currency_code, p.price.amount_minor) for p in reply.prices
+        ) == sorted([(plenty, "EUR", 590), (scarce, "EUR", 8900)])
 
     refused = await _code_of(stub.ReserveStock(_reserve(_id("o"), (plenty, 1), (scarce, 1))))
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -194,6 +194,7 @@ async def test_async_failures_open_the_breaker_and_calls_then_fail_fast(
         with pytest.raises((errors.Unavailable, errors.DeadlineExceeded)) as raised:
             await get(client)
         assert raised.value.dependency == f"catalog-{failure}"
+        assert raised.value.sent  # it reached the server, which may have acted on it
     assert client.breaker.state == "open"
     assert catalog.calls == 3
 
@@ -203,6 +204,7 @@ async def test_async_failures_open_the_breaker_and_calls_then_fail_fast(
     assert time.monotonic() - started < 0.02
     assert isinstance(raised.value.__cause__, BreakerOpen)
     assert catalog.calls == 3  # the server was not reached
+    assert raised.value.sent is False  # and the error says so: nothing to compensate
     assert sample("emporium_breaker_state", downstream=f"catalog-{failure}") == 2
     assert (
         sample(

@@ -16,7 +16,7 @@ from emporium.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from emporium.common.v1 import money_pb2
 from emporium.kit.config import parse_settings
 from emporium.kit.db import Database
-from emporium.kit.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from emporium.kit.errors import DeadlineExceeded, FailedPrecondition, NotFound, Unavailable
 from emporium.orders import domain
 from emporium.orders.main import MIGRATIONS_DIR, build
 from emporium.orders.settings import OrdersSettings
@@ -35,6 +35,8 @@ class FakeCatalog:
     prices: dict[str, domain.Money] = field(default_factory=dict)
     stock: dict[str, int] = field(default_factory=dict)
     down: bool = False
+    #: The client's breaker is open: calls fail without leaving the process.
+    breaker_open: bool = False
     release_fails: bool = False
     #: The next reservation is made but its answer is lost (a timeout).
     lose_reserve_answer: bool = False
@@ -48,21 +50,34 @@ class FakeCatalog:
             raise Unavailable("catalog unavailable", dependency="catalog")
         return {pid: self.prices[pid] for pid in product_ids if pid in self.prices}
 
-    async def reserve_stock(self, order_id: str, items: Sequence[domain.RequestedItem]) -> None:
+    async def reserve_stock(
+        self, order_id: str, items: Sequence[domain.RequestedItem]
+    ) -> dict[str, domain.Money]:
+        if self.breaker_open:
+            refused = Unavailable("catalog unavailable: circuit breaker open", "catalog")
+            refused.sent = False
+            raise refused
         if self.down:
             raise Unavailable("catalog unavailable", dependency="catalog")
         if self.lose_reserve_answer:
             self.lose_reserve_answer = False
             await self.reserve_stock(order_id, items)
             raise DeadlineExceeded("catalog timed out", dependency="catalog")
+        prices = {
+            i.product_id: self.prices[i.product_id] for i in items if i.product_id in self.prices
+        }
         if order_id in self.reservations:
-            return
+            return prices
+        unknown = [item.product_id for item in items if item.product_id not in self.prices]
+        if unknown:
+            raise NotFound(f"unknown product ids: {', '.join(unknown)}")
         for item in items:
             if self.stock.get(item.product_id, 0) < item.quantity:
                 raise FailedPrecondition(f"{item.product_id} is out of stock")
         for item in items:
             self.stock[item.product_id] -= item.quantity
         self.reservations[order_id] = list(items)
+        return prices
 
     async def release_stock(self, order_id: str) -> None:
         if self.release_fails or self.down:
@@ -238,9 +253,23 @@ class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
         self.calls: dict[str, int] = {}
         #: Runs inside ReserveStock after the reservation is made (fault injection).
         self.after_reserve: Callable[[], Awaitable[None]] | None = None
+        #: False: ReserveStock answers without prices, as catalogs before them did.
+        self.prices_in_reservation = True
 
     def _count(self, method: str) -> None:
         self.calls[method] = self.calls.get(method, 0) + 1
+
+    def _prices(self, product_ids: Sequence[str]) -> list[Any]:
+        return [
+            catalog_pb2.ProductPrice(
+                product_id=pid,
+                price=money_pb2.Money(
+                    currency_code=self.prices[pid][0], amount_minor=self.prices[pid][1]
+                ),
+            )
+            for pid in product_ids
+            if pid in self.prices
+        ]
 
     async def BatchGetPrices(self, request: Any, context: Any) -> Any:
         self._count("BatchGetPrices")
@@ -249,18 +278,7 @@ class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"unknown product ids: {', '.join(unknown)}"
             )
-        return catalog_pb2.BatchGetPricesResponse(
-            prices=[
-                catalog_pb2.ProductPrice(
-                    product_id=pid,
-                    price=money_pb2.Money(
-                        currency_code=self.prices[pid][0], amount_minor=self.prices[pid][1]
-                    ),
-                )
-                for pid in request.product_ids
-                if pid in self.prices
-            ]
-        )
+        return catalog_pb2.BatchGetPricesResponse(prices=self._prices(request.product_ids))
 
     async def GetProduct(self, request: Any, context: Any) -> Any:
         self._count("GetProduct")
@@ -277,9 +295,12 @@ class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
     async def ReserveStock(self, request: Any, context: Any) -> Any:
         self._count("ReserveStock")
         if request.order_id not in self.reservations:
+            unknown = [i.product_id for i in request.items if i.product_id not in self.stock]
+            if unknown:  # as the real catalog
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND, f"unknown product ids: {', '.join(unknown)}"
+                )
             for item in request.items:
-                if item.product_id not in self.stock:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, f"{item.product_id} not found")
                 if self.stock[item.product_id] < item.quantity:
                     await context.abort(
                         grpc.StatusCode.FAILED_PRECONDITION, f"{item.product_id} is out of stock"
@@ -291,7 +312,11 @@ class CatalogDouble(catalog_pb2_grpc.CatalogServiceServicer):
             ]
         if self.after_reserve is not None:
             await self.after_reserve()
-        return catalog_pb2.ReserveStockResponse()
+        if not self.prices_in_reservation:
+            return catalog_pb2.ReserveStockResponse()
+        return catalog_pb2.ReserveStockResponse(
+            prices=self._prices([item.product_id for item in request.items])
+        )
 
     async def ReleaseStock(self, request: Any, context: Any) -> Any:
         self._count("ReleaseStock")

@@ -181,7 +181,8 @@ async def test_same_key_same_request_returns_the_same_order(
     assert second.order == first.order
     assert len(repository.orders) == 1
     assert len(repository.outbox) == 1
-    assert catalog.price_calls == 1  # the retry never reached the catalog
+    assert list(catalog.reservations) == [first.order.order_id]  # the retry reserved nothing
+    assert catalog.price_calls == 0  # the reservation answered with the prices
 
 
 async def test_same_key_different_request_is_already_exists(checkout: domain.Checkout) -> None:
@@ -215,7 +216,20 @@ async def test_catalog_down_writes_nothing(
         await checkout.place_order(request())
     assert repository.orders == {}
     assert repository.outbox == []
-    assert repository.pending == {}  # the hold is dropped: nothing was reserved
+    # The catalog may have reserved before it went away: the release is left
+    # to the sweeper, claimed.
+    assert list(repository.pending.values()) == ["releasing"]
+
+
+async def test_a_reservation_that_never_left_leaves_nothing_to_release(
+    checkout: domain.Checkout, repository: Any, catalog: Any
+) -> None:
+    catalog.breaker_open = True
+    with pytest.raises(Unavailable, match="circuit breaker open"):
+        await checkout.place_order(request())
+    assert repository.pending == {}  # dropped, not left for the sweeper
+    assert catalog.released == []
+    assert repository.orders == {}
 
 
 async def test_out_of_stock_writes_nothing(
@@ -237,12 +251,15 @@ async def test_unknown_product_is_refused_before_any_reservation(
     assert repository.pending == {}
 
 
-async def test_mixed_currencies_reserve_nothing(
+async def test_mixed_currencies_keep_nothing_reserved(
     checkout: domain.Checkout, repository: Any, catalog: Any
 ) -> None:
     with pytest.raises(FailedPrecondition):
         await checkout.place_order(request(sku_1=1, sku_usd=1))
+    # Reserved (the prices come with the reservation), then released at once.
+    assert len(catalog.released) == 1
     assert catalog.reservations == {}
+    assert catalog.stock["sku-1"] == 50
     assert repository.pending == {}
 
 

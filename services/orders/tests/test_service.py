@@ -124,6 +124,8 @@ async def test_place_order_writes_order_lines_key_and_outbox_row(
     ]
     assert uuid.UUID(order.order_id)
     assert order.order_id in catalog_server.servicer.reservations
+    # One catalog call: the reservation answered with the prices.
+    assert catalog_server.servicer.calls == {"ReserveStock": 1}
     assert await counts(db) == {"orders": 1, "lines": 2, "keys": 1, "outbox": 1}
 
     outbox = await db.fetchrow("SELECT topic, key, payload, event_id FROM outbox")
@@ -142,6 +144,21 @@ async def test_place_order_writes_order_lines_key_and_outbox_row(
     assert [
         (r.key.decode(), order_events_pb2.OrderPlaced.FromString(r.value)) for r in records
     ] == [(order.order_id, placed)]
+
+
+async def test_a_catalog_without_prices_in_its_reservations_is_asked_for_them(
+    orders: Any, db: Database, catalog_server: Any
+) -> None:
+    # A catalog from before ReserveStock answered with prices (a rolling upgrade).
+    catalog_server.servicer.prices_in_reservation = False
+    reply = await orders.stub.PlaceOrder(place_request(), timeout=5)
+    assert reply.order.total.amount_minor == 2 * 1999 + 500
+    assert [(i.product_id, i.unit_price.amount_minor) for i in reply.order.items] == [
+        ("sku-1", 1999),
+        ("sku-2", 500),
+    ]
+    assert catalog_server.servicer.calls == {"ReserveStock": 1, "BatchGetPrices": 1}
+    assert await counts(db) == {"orders": 1, "lines": 2, "keys": 1, "outbox": 1}
 
 
 async def test_same_key_twice_returns_the_first_order(
@@ -269,8 +286,9 @@ async def test_catalog_refusals_write_nothing(
     assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await orders.stub.PlaceOrder(place_request(sku_1=1, sku_404=1), timeout=5)
-    # The real catalog's BatchGetPrices is all or nothing; orders finds out which
-    # line is unknown and names it.
+    # The catalog refuses the reservation naming product ids; orders finds out
+    # which cart line is unknown (BatchGetPrices is all or nothing, so per
+    # product) and names it.
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(error.value) == {"items[1].product_id": "unknown product"}
     with pytest.raises(grpc.aio.AioRpcError) as error:
@@ -301,12 +319,15 @@ async def test_catalog_down_is_unavailable_and_writes_nothing(
     async with httpx.AsyncClient(timeout=2) as http:
         health = (await http.get(orders.admin_url + "/healthz")).json()
     assert health["breakers"]["catalog"]["state"] == "open"
+    pending_before = await db.fetchval("SELECT count(*) FROM pending_reservations")
     started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await orders.stub.PlaceOrder(place_request(), timeout=5)
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - started < 0.1
     assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
+    # The breaker refused the reservation before it left: nothing for the sweeper.
+    assert await db.fetchval("SELECT count(*) FROM pending_reservations") == pending_before
     # Catalog is critical for checkout: orders reports unready while it is down.
     await eventually(lambda: _ready_is(orders, False), within=5)
     await catalog_server.start()

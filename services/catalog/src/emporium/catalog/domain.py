@@ -19,9 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -74,12 +74,15 @@ class ReservationState(Enum):
 class OrderReservation:
     state: ReservationState
     lines: tuple[StockLine, ...] = ()
+    #: The current prices of the reserved lines' products (RESERVED only).
+    prices: Mapping[str, Money] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ProductStock:
     on_hand: int
     reserved: int
+    price: Money
 
     @property
     def available(self) -> int:
@@ -92,7 +95,10 @@ class StockLedger(Protocol):
     async def reservation(self) -> OrderReservation: ...
 
     async def lock_stock(self, product_ids: Sequence[str]) -> dict[str, ProductStock]:
-        """Locks the rows of the existing products among ``product_ids``, in id order."""
+        """Locks the rows of the existing products among ``product_ids``, in id order.
+
+        Returns their stock and current price.
+        """
         ...
 
     async def reserve(self, lines: Sequence[StockLine]) -> None: ...
@@ -237,8 +243,19 @@ def validate_reservation(order_id: str, lines: Sequence[StockLine]) -> list[Stoc
 # Use cases
 
 
-async def reserve_order_stock(ledger: StockLedger, order_id: str, lines: list[StockLine]) -> bool:
-    """Reserves every line or nothing. Returns False when the order already held exactly this.
+@dataclass(frozen=True)
+class ReservedStock:
+    """What a reservation answers: whether it was made now, and the products' prices."""
+
+    #: False when the order already held exactly this (a retried call).
+    created: bool
+    prices: Mapping[str, Money]
+
+
+async def reserve_order_stock(
+    ledger: StockLedger, order_id: str, lines: list[StockLine]
+) -> ReservedStock:
+    """Reserves every line or nothing; answers with the reserved products' current prices.
 
     ``lines`` are validated and sorted by product id.
     """
@@ -247,7 +264,7 @@ async def reserve_order_stock(ledger: StockLedger, order_id: str, lines: list[St
         raise FailedPrecondition(f"stock for order {order_id} was already released")
     if existing.state is ReservationState.RESERVED:
         if sorted(existing.lines, key=lambda line: line.product_id) == lines:
-            return False
+            return ReservedStock(created=False, prices=existing.prices)
         raise FailedPrecondition(f"order {order_id} already holds a different stock reservation")
     stock = await ledger.lock_stock([line.product_id for line in lines])
     missing = [line.product_id for line in lines if line.product_id not in stock]
@@ -257,7 +274,7 @@ async def reserve_order_stock(ledger: StockLedger, order_id: str, lines: list[St
         if stock[line.product_id].available < line.quantity:
             raise FailedPrecondition(f"insufficient stock for {line.product_id}")
     await ledger.reserve(lines)
-    return True
+    return ReservedStock(created=True, prices={p: stock[p].price for p in stock})
 
 
 async def apply_status_change(open_ledger: LedgerOpener, change: OrderStatusChange) -> int | None:
@@ -303,7 +320,7 @@ class Catalog:
             raise NotFound(f"unknown product ids: {', '.join(missing)}")
         return [(product_id, prices[product_id]) for product_id in wanted]
 
-    async def reserve_stock(self, order_id: str, lines: Sequence[StockLine]) -> bool:
+    async def reserve_stock(self, order_id: str, lines: Sequence[StockLine]) -> ReservedStock:
         valid = validate_reservation(order_id, lines)
         async with self._repository.stock_ledger(order_id) as ledger:
             return await reserve_order_stock(ledger, order_id, valid)

@@ -45,8 +45,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.ReserveStockRequest, context: grpc.aio.ServicerContext
     ) -> catalog_pb2.ReserveStockResponse:
         lines = messages.stock_lines_from_wire(request.items)
-        await self._catalog.reserve_stock(request.order_id, lines)
-        return catalog_pb2.ReserveStockResponse()
+        reserved = await self._catalog.reserve_stock(request.order_id, lines)
+        return catalog_pb2.ReserveStockResponse(
+            prices=[
+                messages.product_price_to_wire(product_id, price)
+                for product_id, price in sorted(reserved.prices.items())
+            ]
+        )
 
     async def ReleaseStock(
         self, request: catalog_pb2.ReleaseStockRequest, context: grpc.aio.ServicerContext

@@ -57,36 +57,46 @@ class PostgresStockLedger:
 
     async def reservation(self) -> OrderReservation:
         # One round trip: whether the order was released, and its reserved lines
-        # (one row with NULL lines when it has none).
+        # with their products' current prices (one row with NULL lines when it
+        # has none).
         rows = await self._conn.fetch(
             """
             SELECT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = $1) AS released,
-                   r.product_id, r.quantity
+                   r.product_id, r.quantity, p.price_minor, p.currency_code
               FROM (VALUES (1)) AS one (n)
               LEFT JOIN stock_reservations AS r ON r.order_id = $1 AND r.state = 'reserved'
+              LEFT JOIN products AS p ON p.id = r.product_id
              ORDER BY r.product_id
             """,
             self._order_id,
         )
         if rows[0]["released"]:
             return OrderReservation(ReservationState.RELEASED)
-        lines = tuple(
-            StockLine(row["product_id"], row["quantity"])
-            for row in rows
-            if row["product_id"] is not None
-        )
-        if not lines:
+        reserved = [row for row in rows if row["product_id"] is not None]
+        if not reserved:
             return OrderReservation(ReservationState.NONE)
-        return OrderReservation(ReservationState.RESERVED, lines)
+        return OrderReservation(
+            ReservationState.RESERVED,
+            tuple(StockLine(row["product_id"], row["quantity"]) for row in reserved),
+            {
+                row["product_id"]: Money(row["currency_code"], row["price_minor"])
+                for row in reserved
+            },
+        )
 
     async def lock_stock(self, product_ids: Sequence[str]) -> dict[str, ProductStock]:
         rows = await self._conn.fetch(
-            "SELECT id, stock_on_hand, stock_reserved FROM products"
+            "SELECT id, stock_on_hand, stock_reserved, price_minor, currency_code FROM products"
             " WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
             list(product_ids),
         )
         return {
-            row["id"]: ProductStock(row["stock_on_hand"], row["stock_reserved"]) for row in rows
+            row["id"]: ProductStock(
+                row["stock_on_hand"],
+                row["stock_reserved"],
+                Money(row["currency_code"], row["price_minor"]),
+            )
+            for row in rows
         }
 
     async def reserve(self, lines: Sequence[StockLine]) -> None:

@@ -38,6 +38,10 @@ class ServiceError(Exception):
     #: Business errors mean the request was understood and refused; they never
     #: count as a failure of the callee (breakers ignore them).
     business: bool = False
+    #: False when the call never left this process (the client's breaker was
+    #: open, or no time was left for it): the callee did nothing, so there is
+    #: nothing to compensate. True whenever it may have reached the callee.
+    sent: bool = True
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -50,10 +50,12 @@ class CatalogClient:
         found = await asyncio.gather(*(price_of(product_id) for product_id in product_ids))
         return dict(entry for entry in found if entry is not None)
 
-    async def reserve_stock(self, order_id: str, items: Sequence[domain.RequestedItem]) -> None:
+    async def reserve_stock(
+        self, order_id: str, items: Sequence[domain.RequestedItem]
+    ) -> dict[str, domain.Money]:
         # Safe to retry: the catalog keys reservations by order id, so a second
         # attempt after a lost answer changes nothing (catalog.proto).
-        await self._client.call(
+        reply = await self._client.call(
             self._stub.ReserveStock,
             catalog_pb2.ReserveStockRequest(
                 order_id=order_id,
@@ -64,6 +66,13 @@ class CatalogClient:
             ),
             idempotent=True,
         )
+        prices = {price.product_id: messages.money_from_wire(price.price) for price in reply.prices}
+        # A catalog older than the prices in its answer (during a rolling
+        # upgrade) answers without them: ask as before.
+        unpriced = [item.product_id for item in items if item.product_id not in prices]
+        if unpriced:
+            prices.update(await self.get_prices(unpriced))
+        return prices
 
     async def release_stock(self, order_id: str) -> None:
         # A compensation: it runs outside the request's deadline (which may be

@@ -3,19 +3,20 @@
 The flow of :meth:`Checkout.place_order` is what makes "an acknowledged order
 is never lost" and "no reserved stock leaks" hold:
 
-1. validate the request; a known idempotency key returns its order at once;
-2. ask the catalog for current prices (idempotent, retried by the client);
-3. allocate the order id and record a *pending reservation* for it in the
-   orders database (committed), THEN reserve stock under it at the catalog
-   (the catalog keys reservations by order id, so a retried reservation is
-   harmless; when the answer is lost the reservation is released, which is
-   always safe);
-4. write the order, its items, the idempotency key and the ``OrderPlaced``
+1. validate the request and allocate the order id; in one statement, a known
+   idempotency key returns its order at once, or else a *pending
+   reservation* for the new id is recorded in the orders database (committed);
+2. THEN reserve stock under it at the catalog, which answers with the
+   products' current prices (the catalog keys reservations by order id, so a
+   retried reservation is harmless; when the answer is lost the reservation
+   is released, which is always safe); lines that cannot be priced (an
+   unknown product, mixed currencies) release it again;
+3. write the order, its items, the idempotency key and the ``OrderPlaced``
    outbox event in ONE transaction that also settles the pending reservation.
    Only after that commit is the order acknowledged; the relay publishes the
    event whenever Kafka is reachable.
 
-If step 4 fails the reserved stock is released at once and the pending
+If step 3 fails the reserved stock is released at once and the pending
 reservation forgotten, and the caller gets an error: nothing was
 acknowledged, so nothing is lost, and the same idempotency key can be retried.
 When that release cannot be made (the catalog is down or shedding load, the
@@ -185,9 +186,15 @@ class ReservationReleased(Unavailable):
 class Catalog(Protocol):
     """What checkout needs from the catalog service."""
 
-    async def get_prices(self, product_ids: Sequence[str]) -> dict[str, Money]: ...
+    async def get_prices(self, product_ids: Sequence[str]) -> dict[str, Money]:
+        """Prices of the products the catalog knows; unknown ones are left out."""
+        ...
 
-    async def reserve_stock(self, order_id: str, items: Sequence[RequestedItem]) -> None: ...
+    async def reserve_stock(
+        self, order_id: str, items: Sequence[RequestedItem]
+    ) -> dict[str, Money]:
+        """Reserves every item or nothing; returns the reserved products' current prices."""
+        ...
 
     async def release_stock(self, order_id: str) -> None: ...
 
@@ -358,13 +365,17 @@ class Checkout:
         if placed is not None:
             return _replayed(placed, fingerprint)
         try:
-            prices = await self.catalog.get_prices([item.product_id for item in request.items])
+            # The reservation answers with the prices: one catalog call per checkout.
+            prices = await self._reserve(order_id, request.items)
+        except NotFound:
+            await self._name_unknown_lines(request.items)
+            raise
+        try:
             lines = price_lines(request.items, prices)
             total = order_total(lines)
-        except (Exception, asyncio.CancelledError):
-            await self._forget(order_id)  # nothing is reserved yet
+        except ServiceError:
+            await self._release(order_id)  # reserved, but it cannot be ordered
             raise
-        await self._reserve(order_id, request.items)
         now = self.clock()
         order = Order(
             order_id=order_id,
@@ -397,19 +408,33 @@ class Checkout:
         )
         return PlaceOrderResult(order, created=True)
 
-    async def _reserve(self, order_id: str, items: Sequence[RequestedItem]) -> None:
-        """Reserves stock; an answer that never came is treated as "maybe reserved".
+    async def _name_unknown_lines(self, items: Sequence[RequestedItem]) -> None:
+        """After the catalog refused unknown products: which cart lines they are.
+
+        Raises the ``InvalidArgument`` of :func:`price_lines` (``items[1].product_id``),
+        so the customer sees which line to fix; returns when the catalog cannot
+        say (its refusal then goes out as it came).
+        """
+        try:
+            prices = await self.catalog.get_prices([item.product_id for item in items])
+        except ServiceError:
+            return
+        price_lines(items, prices)
+
+    async def _reserve(self, order_id: str, items: Sequence[RequestedItem]) -> dict[str, Money]:
+        """Reserves stock and returns its prices; an answer that never came is "maybe reserved".
 
         After UNAVAILABLE, a timeout or the caller going away, the catalog may
         have reserved the stock and lost the answer. Releasing the order id is
         always safe (the catalog refuses a reservation arriving after its
         release), so nothing stays held for an order that will never exist.
-        Business refusals (out of stock, unknown product) reserve nothing.
+        Business refusals (out of stock, unknown product) reserve nothing, and
+        neither does a call that never left (the catalog's breaker open).
         """
         try:
-            await self.catalog.reserve_stock(order_id, items)
+            return await self.catalog.reserve_stock(order_id, items)
         except ServiceError as error:
-            if error.business:
+            if error.business or not error.sent:
                 await self._forget(order_id)
             else:
                 await self._release(order_id)

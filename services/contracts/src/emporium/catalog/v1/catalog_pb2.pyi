@@ -254,12 +254,22 @@ Global___ReserveStockRequest: _TypeAlias = ReserveStockRequest  # noqa: Y015
 class ReserveStockResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    PRICES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductPrice]:
+        """The current price of each reserved product: what checkout charges, so it
+        needs no BatchGetPrices call of its own. A repeated call for the same
+        reservation answers with the prices of that moment.
+        """
+
     def __init__(
         self,
+        *,
+        prices: _abc.Iterable[Global___ProductPrice] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prices", b"prices"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -88,7 +88,8 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReserveStock(self, request, context):
-        """Reserves stock for every item of an order, all or nothing.
+        """Reserves stock for every item of an order, all or nothing; answers with the
+        reserved products' prices.
         FAILED_PRECONDITION when an item is out of stock, NOT_FOUND for an unknown product.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

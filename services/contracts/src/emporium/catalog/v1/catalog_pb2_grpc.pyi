@@ -40,7 +40,8 @@ class CatalogServiceStub:
     BatchGetPrices: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.BatchGetPricesRequest, _catalog_pb2.BatchGetPricesResponse]
     """Current prices for many products at once (used by checkout)."""
     ReserveStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]
-    """Reserves stock for every item of an order, all or nothing.
+    """Reserves stock for every item of an order, all or nothing; answers with the
+    reserved products' prices.
     FAILED_PRECONDITION when an item is out of stock, NOT_FOUND for an unknown product.
     """
     ReleaseStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseStockRequest, _catalog_pb2.ReleaseStockResponse]
@@ -58,7 +59,8 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     BatchGetPrices: _aio.UnaryUnaryMultiCallable[_catalog_pb2.BatchGetPricesRequest, _catalog_pb2.BatchGetPricesResponse]  # type: ignore[assignment]
     """Current prices for many products at once (used by checkout)."""
     ReserveStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]  # type: ignore[assignment]
-    """Reserves stock for every item of an order, all or nothing.
+    """Reserves stock for every item of an order, all or nothing; answers with the
+    reserved products' prices.
     FAILED_PRECONDITION when an item is out of stock, NOT_FOUND for an unknown product.
     """
     ReleaseStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseStockRequest, _catalog_pb2.ReleaseStockResponse]  # type: ignore[assignment]
@@ -97,7 +99,8 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.ReserveStockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ReserveStockResponse, _abc.Awaitable[_catalog_pb2.ReserveStockResponse]]:
-        """Reserves stock for every item of an order, all or nothing.
+        """Reserves stock for every item of an order, all or nothing; answers with the
+        reserved products' prices.
         FAILED_PRECONDITION when an item is out of stock, NOT_FOUND for an unknown product.
         """
 

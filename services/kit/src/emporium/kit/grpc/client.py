@@ -215,7 +215,9 @@ class DownstreamClient:
                     self.budget_seconds, what=f"{self.name} call"
                 )
             except errors.DeadlineExceeded as error:
-                raise errors.DeadlineExceeded(error.message, self.name) from None
+                unsent = errors.DeadlineExceeded(error.message, self.name)
+                unsent.sent = False
+                raise unsent from None
             return await self._attempts(method, request, name, idempotent, timeout_s, metadata)
         except errors.ServiceError as error:
             code = (
@@ -251,9 +253,9 @@ class DownstreamClient:
             try:
                 admission = self.breaker.admit()
             except BreakerOpen as open_error:
-                raise errors.Unavailable(
-                    f"{self.name} unavailable: {open_error}", self.name
-                ) from open_error
+                refused = errors.Unavailable(f"{self.name} unavailable: {open_error}", self.name)
+                refused.sent = attempt > 1  # unless an earlier attempt went out
+                raise refused from open_error
             try:
                 response = await self._attempt(method, full_method, request, left, metadata)
             except grpc.RpcError as rpc_error:
