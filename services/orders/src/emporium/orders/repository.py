@@ -47,6 +47,40 @@ _SELECT_BY_KEY = (
 )
 
 
+# The order's rows in one statement, each step only if the one before it
+# happened:
+# - settle its pending reservation (reservations.SETTLE): deleting the row
+#   locks it until the transaction ends, so the sweeper (FOR UPDATE SKIP
+#   LOCKED) cannot claim it meanwhile; none deleted means the sweeper claimed
+#   it first, and the order must not be written;
+# - claim the idempotency key: a concurrent transaction holding the same key
+#   makes this wait for it; if it commits, nothing is inserted here;
+# - the order and its lines (foreign keys are checked at the statement's end).
+_PLACE_ORDER = f"""
+WITH settled AS ({reservations.SETTLE}),
+claimed AS (
+    INSERT INTO idempotency_keys (idempotency_key, order_id, request_fingerprint, created_at)
+    SELECT $9::text, order_id, $10::text, $7::timestamptz FROM settled
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING order_id
+),
+placed AS (
+    INSERT INTO orders (order_id, customer_id, status, status_reason,
+                        currency_code, total_minor, created_at, updated_at)
+    SELECT order_id, $2::text, $3::text, $4::text, $5::text, $6::bigint,
+           $7::timestamptz, $8::timestamptz
+      FROM claimed
+),
+lines AS (
+    INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_minor)
+    SELECT claimed.order_id, line.*
+      FROM claimed,
+           unnest($11::smallint[], $12::text[], $13::integer[], $14::bigint[]) AS line
+)
+SELECT EXISTS (SELECT 1 FROM settled) AS settled, EXISTS (SELECT 1 FROM claimed) AS claimed
+"""
+
+
 def _order_from_row(row: Any) -> domain.Order:
     currency = row["currency_code"]
     lines = tuple(
@@ -92,15 +126,8 @@ class PostgresOrderRepository:
         event: domain.OrderPlacedEvent,
     ) -> None:
         async with self._db.unit_of_work() as connection:
-            # First, so the row lock fences off the reservation sweeper (reservations.py).
-            if not await reservations.settle(connection, order.order_id):
-                raise domain.ReservationReleased(order.order_id)
-            await connection.execute(
-                """
-                INSERT INTO orders (order_id, customer_id, status, status_reason,
-                                    currency_code, total_minor, created_at, updated_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                """,
+            row = await connection.fetchrow(
+                _PLACE_ORDER,
                 order.order_id,
                 order.customer_id,
                 order.status.value,
@@ -109,35 +136,17 @@ class PostgresOrderRepository:
                 order.total.amount_minor,
                 order.created_at,
                 order.updated_at,
-            )
-            await connection.execute(
-                """
-                INSERT INTO order_lines (order_id, line_no, product_id, quantity, unit_price_minor)
-                SELECT $1, line.*
-                FROM unnest($2::smallint[], $3::text[], $4::integer[], $5::bigint[]) AS line
-                """,
-                order.order_id,
+                idempotency_key,
+                fingerprint,
                 list(range(len(order.lines))),
                 [line.product_id for line in order.lines],
                 [line.quantity for line in order.lines],
                 [line.unit_price.amount_minor for line in order.lines],
             )
-            # A concurrent transaction holding the same key makes this statement
-            # wait for it; if it commits, nothing is inserted and ours rolls back.
-            claimed = await connection.fetchval(
-                """
-                INSERT INTO idempotency_keys (idempotency_key, order_id, request_fingerprint,
-                                              created_at)
-                VALUES ($1, $2, $3, $4)
-                ON CONFLICT (idempotency_key) DO NOTHING
-                RETURNING true
-                """,
-                idempotency_key,
-                order.order_id,
-                fingerprint,
-                order.created_at,
-            )
-            if not claimed:
+            assert row is not None
+            if not row["settled"]:
+                raise domain.ReservationReleased(order.order_id)
+            if not row["claimed"]:
                 raise domain.IdempotencyKeyTaken(idempotency_key)
             await enqueue(
                 connection,

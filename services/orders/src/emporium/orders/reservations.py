@@ -22,18 +22,15 @@ async def drop(connection: Executor, order_id: str) -> None:
     await connection.execute("DELETE FROM pending_reservations WHERE order_id = $1", order_id)
 
 
-async def settle(connection: Executor, order_id: str) -> bool:
-    """Inside the order's transaction: True when the reservation was still pending.
-
-    Deleting the row locks it until the transaction ends, so the sweeper
-    (``FOR UPDATE SKIP LOCKED``) cannot claim it meanwhile; False means the
-    sweeper claimed it first and the order must not commit.
-    """
-    settled = await connection.fetchval(
-        "DELETE FROM pending_reservations WHERE order_id = $1 AND state = 'pending' RETURNING true",
-        order_id,
-    )
-    return bool(settled)
+#: Inside the order's transaction (a CTE of the statement that writes it):
+#: settles ``$1``'s reservation if it is still pending, returning its id.
+#: Deleting the row locks it until the transaction ends, so the sweeper
+#: (``FOR UPDATE SKIP LOCKED``) cannot claim it meanwhile; no row means the
+#: sweeper claimed it first and the order must not commit.
+SETTLE = (
+    "DELETE FROM pending_reservations WHERE order_id = $1::uuid AND state = 'pending'"
+    " RETURNING order_id"
+)
 
 
 async def claim(connection: Executor, order_id: str) -> bool:
