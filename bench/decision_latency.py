@@ -23,9 +23,9 @@ event path's work counts), their sum, and the rate that sum allows on this
 machine's cores if nothing else ran (cores / CPU per checkout): above that
 rate queues can only grow. With two or more rates the system kept up with
 (every checkout answered 201 and was decided, at 90% of the rate or more),
-a last line splits the system's CPU into what one more checkout a second
-costs (the slope between the lowest and the highest such rate) and what
-runs whatever the rate, and projects the cores 100 checkouts/s need.
+a last line gives what one more checkout a second costs (the slope between
+the lowest and the highest such rate), the idle system's CPU (measured for
+5 s before the first rate), and the cores 100 checkouts/s need on that line.
 Figures only: nothing passes or fails.
 """
 
@@ -222,6 +222,7 @@ async def run_rate(
     print(
         f"{rate:g} orders/s for {seconds:g} s: checkouts {dict(sorted(statuses.items()))};"
         f" decided {len(decided)}/{len(started)} within {settle:g} s after the last"
+        f" ({len(decided) / window:.1f}/s from the first checkout to the last decision)"
     )
     print(
         f"  checkout -> decision p50 {percentile(latencies, 0.5) * 1000:.0f} ms,"
@@ -265,12 +266,22 @@ async def run_rate(
     return None
 
 
-def print_marginal(measured: list[tuple[float, float]], target: float) -> None:
-    """What one more checkout a second costs, from the two extreme rates fully decided.
+def idle_cores(seconds: float = 5.0) -> float:
+    """The cores the system uses with no checkouts at all (polls, health checks, flushes)."""
+    before = cpu_snapshot()
+    started = time.monotonic()
+    time.sleep(seconds)
+    return sum(cpu_used(before, cpu_snapshot()).values()) / (time.monotonic() - started)
 
-    The CPU per checkout above also carries what runs whatever the rate
-    (health checks, polls, the trace sink's flushes); the slope between two
-    rates leaves that out, and projects the cores ``target`` checkouts/s need.
+
+def print_marginal(measured: list[tuple[float, float]], idle: float, target: float) -> None:
+    """What one more checkout a second costs, from the two extreme rates the system kept up with.
+
+    The CPU per checkout above also carries what runs at any rate; the
+    slope between two rates leaves that out, and projects the cores
+    ``target`` checkouts/s need. The line's intercept is larger than the
+    idle system's CPU: a checkout costs less as the rate grows (batches
+    grow), so a straight line through two rates is an estimate, not a law.
     """
     if len(measured) < 2:
         return
@@ -278,12 +289,12 @@ def print_marginal(measured: list[tuple[float, float]], target: float) -> None:
     if high_rate - low_rate < 1:
         return
     slope = (high_cores - low_cores) / (high_rate - low_rate)
-    fixed = low_cores - slope * low_rate
+    intercept = low_cores - slope * low_rate
     print(
-        f"CPU of the system: {low_cores:.2f} cores at {low_rate:.0f} decisions/s,"
-        f" {high_cores:.2f} at {high_rate:.0f}/s: {slope * 1000:.1f} ms per additional"
-        f" checkout, {fixed:.2f} cores whatever the rate; {target:g}/s would need"
-        f" {fixed + slope * target:.1f} cores (this machine has {os.cpu_count()})"
+        f"CPU of the system: {idle:.2f} cores idle, {low_cores:.2f} at {low_rate:.0f}"
+        f" decisions/s, {high_cores:.2f} at {high_rate:.0f}/s: {slope * 1000:.1f} ms per"
+        f" additional checkout (intercept {intercept:.2f} cores); on that line {target:g}/s"
+        f" would need {intercept + slope * target:.1f} cores (this machine has {os.cpu_count()})"
     )
 
 
@@ -295,12 +306,13 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=60.0)
     args = parser.parse_args()
     print("$ uv run python bench/decision_latency.py " + shlex.join(sys.argv[1:]))
+    idle = idle_cores()
     measured = []
     for rate in (float(r) for r in args.rates.split(",") if r):
         result = asyncio.run(run_rate(args.base_url, rate, args.seconds, args.settle))
         if result is not None:
             measured.append(result)
-    print_marginal(measured, target=100.0)
+    print_marginal(measured, idle, target=100.0)
 
 
 if __name__ == "__main__":
