@@ -428,23 +428,37 @@ async def test_offsets_are_stored_only_after_effects_so_a_killed_consumer_loses_
     )
 
 
-async def test_offsets_are_committed_once_per_interval_and_always_on_stop(
+async def _interval_consumer(
+    kafka_settings: KafkaSettings,
+    effects_pool: Database,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    interval_seconds: float,
+) -> tuple[str, str, IdempotentConsumer]:
+    """A topic, a group of its own and a consumer committing every ``interval_seconds``."""
+    topic = await topic_factory("commit-interval", partitions=1)
+    group = f"kit-test-interval-{uuid.uuid4().hex[:8]}"
+    consumer = kit_consumer(
+        kafka_settings,
+        effects_pool,
+        producer,
+        {topic: record_effect},
+        group_id=group,
+        commit_interval_seconds=interval_seconds,
+    )
+    return topic, group, consumer
+
+
+async def test_offsets_wait_for_the_commit_interval_and_are_committed_on_stop(
     kafka_settings: KafkaSettings,
     effects_pool: Database,
     producer: EventProducer,
     topic_factory: Callable[..., Awaitable[str]],
     kafka_bootstrap: str,
 ) -> None:
-    topic = await topic_factory("commit-interval", partitions=1)
     # An interval longer than the test: only stop() can commit.
-    slow_group = f"kit-test-interval-{uuid.uuid4().hex[:8]}"
-    consumer = kit_consumer(
-        kafka_settings,
-        effects_pool,
-        producer,
-        {topic: record_effect},
-        group_id=slow_group,
-        commit_interval_seconds=3600,
+    topic, group, consumer = await _interval_consumer(
+        kafka_settings, effects_pool, producer, topic_factory, 3600
     )
     task = asyncio.create_task(consumer.run())
     try:
@@ -452,22 +466,22 @@ async def test_offsets_are_committed_once_per_interval_and_always_on_stop(
             await producer.send(topic, "k", f"m{i}".encode(), {"event-id": f"interval-{i}"})
             await eventually(lambda n=i + 1: _effect_count_at_least(effects_pool, n), within=20)
         # Every effect is in the database; Kafka was told of none of them.
-        assert await _committed_offset(kafka_bootstrap, slow_group, topic) == 0
+        assert await _committed_offset(kafka_bootstrap, group, topic) == 0
     finally:
         await consumer.stop()
         await task
-    assert await _committed_offset(kafka_bootstrap, slow_group, topic) == 5
+    assert await _committed_offset(kafka_bootstrap, group, topic) == 5
 
-    # A short interval commits while the consumer runs, also when no event follows.
-    topic = await topic_factory("commit-interval-short", partitions=1)
-    fast_group = f"kit-test-interval-{uuid.uuid4().hex[:8]}"
-    consumer = kit_consumer(
-        kafka_settings,
-        effects_pool,
-        producer,
-        {topic: record_effect},
-        group_id=fast_group,
-        commit_interval_seconds=0.3,
+
+async def test_a_short_commit_interval_commits_while_running_with_no_event_after(
+    kafka_settings: KafkaSettings,
+    effects_pool: Database,
+    producer: EventProducer,
+    topic_factory: Callable[..., Awaitable[str]],
+    kafka_bootstrap: str,
+) -> None:
+    topic, group, consumer = await _interval_consumer(
+        kafka_settings, effects_pool, producer, topic_factory, 0.3
     )
     task = asyncio.create_task(consumer.run())
     try:
@@ -475,10 +489,10 @@ async def test_offsets_are_committed_once_per_interval_and_always_on_stop(
             await producer.send(topic, "k", f"m{i}".encode(), {"event-id": f"short-{i}"})
 
         async def all_committed() -> bool:
-            return await _committed_offset(kafka_bootstrap, fast_group, topic) == 3
+            return await _committed_offset(kafka_bootstrap, group, topic) == 3
 
         await eventually(all_committed, within=20)
-        assert await _effect_count(effects_pool) == 8
+        assert await _effect_count(effects_pool) == 3
     finally:
         await consumer.stop()
         await task
