@@ -360,6 +360,7 @@ async def test_a_call_with_no_time_left_is_not_started(
         await get(client)
     assert raised.value.dependency == "catalog-no-time"
     assert catalog.calls == 0
+    assert raised.value.sent is False
     assert client.breaker.fail_counter == 0
 
 
