@@ -7,7 +7,6 @@ loopback ports, fed ``OrderPlaced`` events on its own test topics.
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from typing import Any
 
@@ -15,7 +14,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from emporium.common.v1 import money_pb2
@@ -27,7 +25,7 @@ from emporium.kit.config import parse_settings
 from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
 from emporium.orders.v1 import orders_pb2
-from emporium.testing.pytest_plugin import eventually, service_env
+from emporium.testing.pytest_plugin import eventually, log_line_traces, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -257,19 +255,6 @@ async def test_a_poison_event_in_a_backlog_is_dead_lettered_and_the_rest_decided
     assert [r.value for r in dead] == [b"\xffnot it"]
 
 
-class _TraceOfLogLines(logging.Handler):
-    """Which trace was current when each of fraud's decision log lines was written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[tuple[str, str, int]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        current = trace.get_current_span().get_span_context()
-        order_id = str(getattr(record, "order_id", ""))
-        self.lines.append((record.getMessage(), order_id, current.trace_id))
-
-
 async def test_a_batchs_decision_log_lines_carry_their_own_orders_trace(
     database: str,
     kafka_bootstrap: str,
@@ -283,15 +268,10 @@ async def test_a_batchs_decision_log_lines_carry_their_own_orders_trace(
     orders = [order_placed() for _ in range(5)]
     for event in orders:
         await publish(producer, topics.order_placed, event)
-    handler = _TraceOfLogLines()
-    domain_log = logging.getLogger("emporium.fraud.domain")
-    domain_log.addHandler(handler)
-    try:
+    with log_line_traces("emporium.fraud.domain") as lines:
         env = service_env("fraud", DATABASE_URL=database, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap)
         await run_service(await build(parse_settings(FraudSettings, env), topics))
         await eventually(lambda: _has(db, 5), within=20)
-    finally:
-        domain_log.removeHandler(handler)
 
     assert await db.fetchval("SELECT count(DISTINCT xmin::text) FROM decisions") < 5
     consumed = {
@@ -299,11 +279,7 @@ async def test_a_batchs_decision_log_lines_carry_their_own_orders_trace(
         for span in spans.get_finished_spans()
         if span.name == f"process {topics.order_placed}" and span.attributes
     }
-    logged = {
-        order_id: trace_id
-        for message, order_id, trace_id in handler.lines
-        if message == "fraud decision made"
-    }
+    logged = lines.trace_of("fraud decision made")
     assert logged == {event.order_id: consumed[event.event_id] for event in orders}
     assert len(set(logged.values())) == 5
 

@@ -166,13 +166,23 @@ class FakeRepository:
 class FakeStatusStore:
     orders: dict[str, domain.Order] = field(default_factory=dict)
     outbox: list[domain.OrderStatusChangedEvent] = field(default_factory=list)
+    #: Calls of each method, to tell one read and one write per call from one per decision.
+    reads: int = 0
+    writes: int = 0
 
-    async def get_for_update(self, order_id: str) -> domain.Order | None:
-        return self.orders.get(order_id)
+    async def get_for_update(self, order_ids: Sequence[str]) -> dict[str, domain.Order]:
+        self.reads += 1
+        return {
+            order_id: self.orders[order_id] for order_id in order_ids if order_id in self.orders
+        }
 
-    async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
-        self.orders[order.order_id] = replace(order)
-        self.outbox.append(event)
+    async def save_statuses(
+        self, changes: Sequence[tuple[domain.Order, domain.OrderStatusChangedEvent]]
+    ) -> None:
+        self.writes += 1
+        for order, event in changes:
+            self.orders[order.order_id] = replace(order)
+            self.outbox.append(event)
 
 
 EUR = "EUR"

@@ -514,3 +514,27 @@ async def test_a_rejection_without_reason_gets_one(status_store: Any) -> None:
     event = await domain.apply_fraud_decision(status_store, decision)
     assert event is not None
     assert event.reason == "rejected by fraud checks"
+
+
+async def test_decisions_applied_together_give_each_the_effect_it_would_have_alone(
+    status_store: Any,
+) -> None:
+    first, second = pending_order(), pending_order()
+    status_store.orders.update({first.order_id: first, second.order_id: second})
+    approve = domain.FraudDecision(first.order_id, domain.FraudVerdict.APPROVE, 1, "")
+    late = domain.FraudDecision(first.order_id, domain.FraudVerdict.REJECT, 99, "late")
+    reject = domain.FraudDecision(second.order_id, domain.FraudVerdict.REJECT, 90, "too much")
+    unknown = domain.FraudDecision(str(uuid.uuid4()), domain.FraudVerdict.APPROVE, 1, "")
+
+    made = await domain.apply_fraud_decisions(status_store, [approve, late, unknown, reject])
+
+    # The first decision of an order wins, in order; the unknown order is ignored.
+    assert [(e.order_id, e.status) for e in made] == [
+        (first.order_id, OrderStatus.APPROVED),
+        (second.order_id, OrderStatus.REJECTED),
+    ]
+    assert status_store.outbox == made
+    assert status_store.orders[first.order_id].status is OrderStatus.APPROVED
+    assert status_store.orders[second.order_id].status_reason == "too much"
+    # One read of the orders and one write of the changes for the four decisions.
+    assert (status_store.reads, status_store.writes) == (1, 1)

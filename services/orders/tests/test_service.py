@@ -18,20 +18,22 @@ import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from emporium.events.v1 import fraud_events_pb2, order_events_pb2
 from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.db import Database
 from emporium.kit.kafka import EventProducer
 from emporium.orders import domain
-from emporium.orders.repository import PostgresOrderStatusStore
+from emporium.orders.repository import PostgresOrderRepository, PostgresOrderStatusStore
 from emporium.orders.topics import Topics
 from emporium.orders.v1 import orders_pb2
-from emporium.testing.pytest_plugin import eventually
+from emporium.testing.pytest_plugin import eventually, log_line_traces
 
 pytestmark = pytest.mark.integration
 
 PENDING = orders_pb2.ORDER_STATUS_PENDING
+PENDING_STATUS = domain.OrderStatus.PENDING
 APPROVED = orders_pb2.ORDER_STATUS_APPROVED
 REJECTED = orders_pb2.ORDER_STATUS_REJECTED
 
@@ -553,9 +555,8 @@ async def test_a_decision_waits_for_one_in_flight_for_the_same_order_then_is_ign
 
     async with db.unit_of_work() as first:
         store = PostgresOrderStatusStore(first, topics)
-        pending = await store.get_for_update(order_id)  # holds the order's row
-        assert pending is not None
-        assert pending.status is domain.OrderStatus.PENDING
+        pending = await store.get_for_update([order_id])  # holds the order's row
+        assert pending[order_id].status is domain.OrderStatus.PENDING
         second = asyncio.create_task(decide(reject))
         await asyncio.sleep(0.5)
         assert not second.done(), "the second decision did not wait for the first"
@@ -569,6 +570,77 @@ async def test_a_decision_waits_for_one_in_flight_for_the_same_order_then_is_ign
         )
         == 1
     )
+
+
+async def test_a_backlog_of_decisions_is_applied_in_batches_each_once(
+    database: str,
+    kafka_bootstrap: str,
+    db: Database,
+    topics: Topics,
+    catalog_server: Any,
+    start_orders: Any,
+    make_env: Any,
+    spans: InMemorySpanExporter,
+) -> None:
+    # Six pending orders, written as checkout writes them.
+    repository = PostgresOrderRepository(db, topics)
+    placed = []
+    for i in range(6):
+        now = domain.utc_now()
+        line = domain.OrderLine("sku-1", 1, domain.Money("EUR", 1999))
+        order = domain.Order(
+            domain.new_id(), "alice", (line,), line.unit_price, PENDING_STATUS, "", now, now
+        )
+        assert await repository.hold_reservation(order.order_id, f"key-backlog-{i}") is None
+        event = domain.OrderPlacedEvent(domain.new_id(), order)
+        await repository.add_placed_order(order, f"key-backlog-{i}", f"f-{i}", event)
+        placed.append(order)
+    # Their decisions are queued before orders starts, so polls bring several
+    # at once; the first order gets a second, later decision, which must lose.
+    topic = topics.fraud_decision_made
+    event_ids = {}
+    for i, order in enumerate(placed):
+        verdict = 2 if i % 3 == 2 else 1  # REJECT every third
+        event_ids[order.order_id] = await publish_decision(
+            kafka_bootstrap, topic, order.order_id, verdict, reason="limit"
+        )
+    await publish_decision(kafka_bootstrap, topic, placed[0].order_id, 2, reason="late")
+
+    with log_line_traces("emporium.orders.domain") as lines:
+        await start_orders(make_env(database, catalog_server.addr), topics)
+        expected = {
+            o.order_id: "REJECTED" if i % 3 == 2 else "APPROVED" for i, o in enumerate(placed)
+        }
+
+        async def all_decided() -> bool:
+            rows = await db.fetch("SELECT order_id::text, status FROM orders")
+            return {row["order_id"]: row["status"] for row in rows} == expected
+
+        await eventually(all_decided, within=30)
+        # All seven decisions handled (the ledger has them), the late one included.
+        await eventually(lambda: _handled(db, topic, len(placed) + 1), within=10)
+
+    # Fewer transactions than orders: polls brought several decisions, which the
+    # batch handler applied together.
+    transactions = await db.fetchval("SELECT count(DISTINCT xmin::text) FROM orders")
+    assert transactions < len(placed), f"{transactions} transactions for {len(placed)} orders"
+    # One status change per order (the late decision was ignored), each
+    # logged in the trace of the decision event that made it.
+    changes = await db.fetchval(
+        "SELECT count(*) FROM outbox WHERE topic = $1", topics.order_status_changed
+    )
+    assert changes == len(placed)
+    consumed = {
+        span.attributes["messaging.message.id"]: span.context.trace_id
+        for span in spans.get_finished_spans()
+        if span.name == f"process {topic}" and span.attributes
+    }
+    logged = lines.trace_of("order status changed")
+    assert logged == {order_id: consumed[event_id] for order_id, event_id in event_ids.items()}
+
+
+async def _handled(db: Database, topic: str, n: int) -> bool:
+    return await db.fetchval("SELECT count(*) FROM processed_events WHERE topic = $1", topic) == n
 
 
 async def test_a_poison_decision_goes_to_the_dlq_and_consumption_goes_on(

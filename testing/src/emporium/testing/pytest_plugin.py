@@ -42,13 +42,15 @@ Helpers for test modules: :func:`free_port`, :func:`eventually`, :func:`service_
 :func:`refuse_connections`, :func:`open_database` (the kit's database on a URL, connected),
 :class:`TopicReader` (a plain reader of partitions from their beginning),
 :func:`read_partition`, :func:`committed_offsets`, :func:`create_topics`,
-:func:`kit_consumer` (the kit's consumer in a group of its own, retrying quickly).
+:func:`kit_consumer` (the kit's consumer in a group of its own, retrying quickly),
+:func:`log_line_traces` (which trace each line of a logger was written in).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import signal
@@ -508,6 +510,38 @@ def spans(_span_processor: None) -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
     yield _EXPORTER
     _EXPORTER.clear()
+
+
+class LogLineTraces(logging.Handler):
+    """The lines of a logger with the trace current when each was written.
+
+    ``lines``: ``(message, the record's order_id, trace id)``, in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[tuple[str, str, int]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        current = trace.get_current_span().get_span_context()
+        order_id = str(getattr(record, "order_id", ""))
+        self.lines.append((record.getMessage(), order_id, current.trace_id))
+
+    def trace_of(self, message: str) -> dict[str, int]:
+        """The trace id of each order's line with ``message`` (the last one written)."""
+        return {order_id: trace_id for text, order_id, trace_id in self.lines if text == message}
+
+
+@contextlib.contextmanager
+def log_line_traces(logger: str) -> Iterator[LogLineTraces]:
+    """Within the block, records which trace each line of ``logger`` was written in."""
+    handler = LogLineTraces()
+    target = logging.getLogger(logger)
+    target.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        target.removeHandler(handler)
 
 
 # -- kit services run by a test -----------------------------------------------------------

@@ -1,18 +1,32 @@
-"""Kafka handlers of orders: decode the event, hand it to the domain.
+"""Kafka handlers of orders: decode the events, hand them to the domain.
 
-Each handler runs inside the kit consumer's transaction (the unit of work
-``conn`` it is given), together with the insert of the event id into ``processed_events``:
-the status change, its outbox event and "this event was handled" commit or
-roll back as one.
+``fraud.decision-made.v1`` gets a batch handler, as fraud's hot topic does: it
+gets a poll's new decisions at once, inside the kit consumer's transaction
+(the unit of work ``uow`` it is given); the domain reads their orders with
+one statement (rows locked) and the store writes the changed statuses with
+one (their outbox rows go with the kit's one statement per poll). The
+statuses, their outbox events and the processed event ids commit or roll
+back together. If one event is poison the call fails, and the kit applies
+the poll's events one by one (this handler called with one event), so only
+that one goes to the dead-letter topic.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from emporium.contracts.events import fraud_decision_made_violations
 from emporium.events.v1 import fraud_events_pb2
 from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
-from emporium.kit.kafka import ConsumedEvent, Handler, PoisonMessage, parse_event
+from emporium.kit.kafka import (
+    ConsumedEvent,
+    Handler,
+    PoisonMessage,
+    batch_handler,
+    parse_event,
+    traced,
+)
 from emporium.orders import domain, messages, metrics
 from emporium.orders.repository import PostgresOrderStatusStore
 from emporium.orders.topics import Topics
@@ -34,7 +48,7 @@ def decode_fraud_decision(payload: bytes) -> domain.FraudDecision:
 
 
 class TimedStatusStore:
-    """The status store, observing each order's decision delay as it saves the decision.
+    """The status store, observing each order's decision delay as it saves the decisions.
 
     The delay from the order being placed to its decision being applied is the
     fraud-decision freshness SLI (``emporium_order_decision_delay_seconds``).
@@ -45,21 +59,32 @@ class TimedStatusStore:
     def __init__(self, store: domain.OrderStatusStore) -> None:
         self._store = store
 
-    async def get_for_update(self, order_id: str) -> domain.Order | None:
-        return await self._store.get_for_update(order_id)
+    async def get_for_update(self, order_ids: Sequence[str]) -> dict[str, domain.Order]:
+        return await self._store.get_for_update(order_ids)
 
-    async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
-        await self._store.save_status(order, event)
-        delay = (event.occurred_at - order.created_at).total_seconds()
-        metrics.ORDER_DECISION_DELAY.labels(event.status.value.lower()).observe(max(0.0, delay))
+    async def save_statuses(
+        self, changes: Sequence[tuple[domain.Order, domain.OrderStatusChangedEvent]]
+    ) -> None:
+        await self._store.save_statuses(changes)
+        for order, event in changes:
+            delay = (event.occurred_at - order.created_at).total_seconds()
+            metrics.ORDER_DECISION_DELAY.labels(event.status.value.lower()).observe(max(0.0, delay))
 
 
 def handlers(topics: Topics) -> dict[str, Handler]:
     """The consumer's handlers, by topic."""
 
-    async def fraud_decision_made(event: ConsumedEvent, conn: UnitOfWork) -> None:
-        decision = decode_fraud_decision(event.value)
-        store = TimedStatusStore(PostgresOrderStatusStore(conn, topics))
-        await domain.apply_fraud_decision(store, decision)
+    @batch_handler
+    async def fraud_decision_made(events: Sequence[ConsumedEvent], uow: UnitOfWork) -> None:
+        decisions = [decode_fraud_decision(event.value) for event in events]
+        # The first decision of an order is the one it is changed by.
+        causes: dict[str, ConsumedEvent] = {}
+        for decision, event in zip(decisions, events, strict=True):
+            causes.setdefault(decision.order_id, event)
+        await domain.apply_fraud_decisions(
+            TimedStatusStore(PostgresOrderStatusStore(uow, topics, causes)),
+            decisions,
+            context_of=lambda order_id: traced(causes.get(order_id)),
+        )
 
     return {topics.fraud_decision_made: fraud_decision_made}

@@ -37,6 +37,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -253,12 +254,19 @@ class OrderRepository(Protocol):
 
 
 class OrderStatusStore(Protocol):
-    """The order writes of one consumer transaction (see :func:`apply_fraud_decision`)."""
+    """The order writes of one consumer transaction (see :func:`apply_fraud_decisions`)."""
 
-    async def get_for_update(self, order_id: str) -> Order | None: ...
+    async def get_for_update(self, order_ids: Sequence[str]) -> dict[str, Order]:
+        """The orders among ``order_ids`` that exist, their rows locked until the transaction ends.
 
-    async def save_status(self, order: Order, event: OrderStatusChangedEvent) -> None:
-        """Stores the new status and enqueues the event, in the caller's transaction."""
+        Locked in id order, so two transactions deciding the same orders
+        wait for each other instead of deadlocking; the later one reads the
+        rows as the earlier one left them.
+        """
+        ...
+
+    async def save_statuses(self, changes: Sequence[tuple[Order, OrderStatusChangedEvent]]) -> None:
+        """Stores the new statuses and enqueues their events, in the caller's transaction."""
         ...
 
 
@@ -561,20 +569,56 @@ async def release_stale_reservations(
     return released
 
 
+def _no_context(order_id: str) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+async def apply_fraud_decisions(
+    store: OrderStatusStore,
+    decisions: Sequence[FraudDecision],
+    clock: Clock = utc_now,
+    new_id: IdFactory = new_id,
+    context_of: Callable[[str], AbstractContextManager[None]] = _no_context,
+) -> list[OrderStatusChangedEvent]:
+    """PENDING -> APPROVED or REJECTED, in order; anything else is logged and ignored.
+
+    Runs inside the consumer's transaction (the store reads and writes with
+    its connection), so the statuses, their outbox events and the processed
+    event ids commit together: one read of the orders and one write of the
+    changes, however many decisions. Ignoring unknown or already decided
+    orders keeps it idempotent even for a decision re-sent under a new event
+    id, and a second decision for an order in the same call is ignored as
+    it would be alone. ``context_of(order_id)`` is what each decision's log
+    lines are written in (the consumer passes the trace of its event).
+    Returns the status changes made now.
+    """
+    orders = await store.get_for_update(sorted({decision.order_id for decision in decisions}))
+    changes: list[tuple[Order, OrderStatusChangedEvent]] = []
+    for decision in decisions:
+        with context_of(decision.order_id):
+            change = _status_change(orders.get(decision.order_id), decision, clock(), new_id)
+        if change is not None:
+            orders[decision.order_id] = change[0]
+            changes.append(change)
+    await store.save_statuses(changes)
+    return [event for _, event in changes]
+
+
 async def apply_fraud_decision(
     store: OrderStatusStore,
     decision: FraudDecision,
     clock: Clock = utc_now,
     new_id: IdFactory = new_id,
 ) -> OrderStatusChangedEvent | None:
-    """PENDING -> APPROVED or REJECTED; anything else is logged and ignored.
+    """One decision (see :func:`apply_fraud_decisions`); its change, or None when ignored."""
+    made = await apply_fraud_decisions(store, [decision], clock, new_id)
+    return made[0] if made else None
 
-    Runs inside the consumer's transaction (the store writes with its
-    connection), so the status, the outbox event and the processed event id
-    commit together. Ignoring unknown or already decided orders keeps the
-    handler idempotent even for a decision re-sent under a new event id.
-    """
-    order = await store.get_for_update(decision.order_id)
+
+def _status_change(
+    order: Order | None, decision: FraudDecision, now: datetime, new_id: IdFactory
+) -> tuple[Order, OrderStatusChangedEvent] | None:
+    """The order as the decision leaves it, and the event saying so; None when ignored."""
     if order is None:
         log.warning(
             "fraud decision for an unknown order ignored", extra={"order_id": decision.order_id}
@@ -590,7 +634,6 @@ async def apply_fraud_decision(
         status, reason = OrderStatus.APPROVED, ""
     else:
         status, reason = OrderStatus.REJECTED, decision.reason or "rejected by fraud checks"
-    now = clock()
     updated = Order(
         order_id=order.order_id,
         customer_id=order.customer_id,
@@ -609,7 +652,6 @@ async def apply_fraud_decision(
         reason=reason,
         occurred_at=now,
     )
-    await store.save_status(updated, event)
     log.info(
         "order status changed",
         extra={
@@ -618,4 +660,4 @@ async def apply_fraud_decision(
             "risk_score": decision.risk_score,
         },
     )
-    return event
+    return updated, event

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from emporium.kit.db import Database, UnitOfWork
+from emporium.kit.kafka import ConsumedEvent, traced
 from emporium.kit.outbox import enqueue
 from emporium.orders import domain, messages, reservations
 from emporium.orders.topics import Topics
@@ -22,9 +24,10 @@ FROM orders o
 JOIN order_lines l ON l.order_id = o.order_id
 """
 
-# The same columns, one order, its row locked (FOR UPDATE cannot lock an aggregate,
-# so the lines are aggregated in a lateral subquery).
-_SELECT_ORDER_FOR_UPDATE = """
+# The same columns, orders $1 (an array), their rows locked in id order (FOR
+# UPDATE cannot lock an aggregate, so the lines are aggregated in a lateral
+# subquery).
+_SELECT_ORDERS_FOR_UPDATE = """
 SELECT o.order_id::text AS order_id, o.customer_id, o.status, o.status_reason,
        o.currency_code, o.total_minor, o.created_at, o.updated_at,
        l.product_ids, l.quantities, l.unit_prices
@@ -35,7 +38,8 @@ CROSS JOIN LATERAL (
            array_agg(unit_price_minor ORDER BY line_no) AS unit_prices
     FROM order_lines WHERE order_id = o.order_id
 ) AS l
-WHERE o.order_id = $1
+WHERE o.order_id = ANY($1::uuid[])
+ORDER BY o.order_id
 FOR UPDATE OF o
 """
 
@@ -184,31 +188,51 @@ class PostgresOrderRepository:
 
 
 class PostgresOrderStatusStore:
-    """:class:`domain.OrderStatusStore` on the connection of one consumer transaction."""
+    """:class:`domain.OrderStatusStore` on the connection of one consumer transaction.
 
-    def __init__(self, connection: UnitOfWork, topics: Topics) -> None:
+    ``causes``: the consumed event each decision came from, by order id; the
+    status change's outbox event joins that event's trace (see the kit's
+    ``traced``).
+    """
+
+    def __init__(
+        self,
+        connection: UnitOfWork,
+        topics: Topics,
+        causes: Mapping[str, ConsumedEvent] | None = None,
+    ) -> None:
         self._connection = connection
         self._topics = topics
+        self._causes = causes or {}
 
-    async def get_for_update(self, order_id: str) -> domain.Order | None:
-        # The order row is locked, so two decisions for one order serialize; the
-        # second one reads the row as the first one left it.
-        row = await self._connection.fetchrow(_SELECT_ORDER_FOR_UPDATE, order_id)
-        return None if row is None else _order_from_row(row)
+    async def get_for_update(self, order_ids: Sequence[str]) -> dict[str, domain.Order]:
+        rows = await self._connection.fetch(_SELECT_ORDERS_FOR_UPDATE, list(order_ids))
+        return {row["order_id"]: _order_from_row(row) for row in rows}
 
-    async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
+    async def save_statuses(
+        self, changes: Sequence[tuple[domain.Order, domain.OrderStatusChangedEvent]]
+    ) -> None:
+        if not changes:
+            return
         await self._connection.execute(
-            "UPDATE orders SET status = $2, status_reason = $3, updated_at = $4 "
-            "WHERE order_id = $1",
-            order.order_id,
-            order.status.value,
-            order.status_reason,
-            order.updated_at,
+            """
+            UPDATE orders AS o
+               SET status = c.status, status_reason = c.reason, updated_at = c.updated_at
+              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
+                   AS c (order_id, status, reason, updated_at)
+             WHERE o.order_id = c.order_id
+            """,
+            [order.order_id for order, _ in changes],
+            [order.status.value for order, _ in changes],
+            [order.status_reason for order, _ in changes],
+            [order.updated_at for order, _ in changes],
         )
-        await enqueue(
-            self._connection,
-            topic=self._topics.order_status_changed,
-            key=order.order_id,
-            message=messages.status_changed_to_wire(event),
-            event_id=event.event_id,
-        )
+        for order, event in changes:
+            with traced(self._causes.get(order.order_id)):
+                await enqueue(
+                    self._connection,
+                    topic=self._topics.order_status_changed,
+                    key=order.order_id,
+                    message=messages.status_changed_to_wire(event),
+                    event_id=event.event_id,
+                )
