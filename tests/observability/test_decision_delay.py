@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,12 +19,15 @@ class FakeStore:
         self.order = order
         self.saved: list[domain.OrderStatusChangedEvent] = []
 
-    async def get_for_update(self, order_id: str) -> domain.Order | None:
-        return self.order if order_id == self.order.order_id else None
+    async def get_for_update(self, order_ids: Sequence[str]) -> dict[str, domain.Order]:
+        return {self.order.order_id: self.order} if self.order.order_id in order_ids else {}
 
-    async def save_status(self, order: domain.Order, event: domain.OrderStatusChangedEvent) -> None:
-        self.order = order
-        self.saved.append(event)
+    async def save_statuses(
+        self, changes: Sequence[tuple[domain.Order, domain.OrderStatusChangedEvent]]
+    ) -> None:
+        for order, event in changes:
+            self.order = order
+            self.saved.append(event)
 
 
 def delay_count(decision: str, le: str) -> float:
