@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message, Producer
 from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from emporium.events.v1.order_events_pb2 import OrderPlaced
 from emporium.kit.config import KafkaSettings, parse_settings
 from emporium.kit.db import UnitOfWork
 from emporium.kit.kafka import (
     BatchHandler,
+    Causes,
     ConsumedEvent,
     EventProducer,
     IdempotentConsumer,
@@ -25,6 +27,7 @@ from emporium.kit.kafka import (
     parse_event,
     traced,
 )
+from emporium.kit.kafka.consumer import _batch_spans
 
 pytestmark = pytest.mark.unit
 
@@ -205,4 +208,30 @@ def test_traced_outside_a_batch_leaves_the_current_span_alone() -> None:
     with traced(event):
         assert trace.get_current_span() is before
     with traced(None):
+        assert trace.get_current_span() is before
+
+
+def test_causes_trace_each_key_in_its_first_events_span() -> None:
+    first = ConsumedEvent("t", 0, 1, "o-1", b"", {"event-id": "a"})
+    again = ConsumedEvent("t", 0, 2, "o-1", b"", {"event-id": "b"})
+    other = ConsumedEvent("t", 1, 7, "o-2", b"", {"event-id": "c"})
+    spans = {
+        (event.topic, event.partition, event.offset): NonRecordingSpan(
+            SpanContext(trace_id=n, span_id=n, is_remote=False)
+        )
+        for n, event in enumerate([first, again, other], start=1)
+    }
+    before = trace.get_current_span()
+    token = _batch_spans.set(spans)  # what the consumer sets while a batch handler runs
+    try:
+        causes = Causes([first, again, other], ["o-1", "o-1", "o-2"])
+        with causes.traced("o-1"):
+            assert trace.get_current_span() is spans[("t", 0, 1)]  # the first, not the second
+        with causes.traced("o-2"):
+            assert trace.get_current_span() is spans[("t", 1, 7)]
+        with causes.traced("o-3"):  # a key no event named: nothing changes
+            assert trace.get_current_span() is before
+    finally:
+        _batch_spans.reset(token)
+    with Causes().traced("o-1"):
         assert trace.get_current_span() is before

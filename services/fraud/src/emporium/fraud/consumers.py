@@ -23,12 +23,12 @@ from emporium.fraud.topics import Topics
 from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
 from emporium.kit.kafka import (
+    Causes,
     ConsumedEvent,
     Handler,
     PoisonMessage,
     batch_handler,
     parse_event,
-    traced,
 )
 
 
@@ -54,13 +54,9 @@ def handlers(topics: Topics) -> dict[str, Handler]:
     async def order_placed(events: Sequence[ConsumedEvent], uow: UnitOfWork) -> None:
         orders = [decode_order_placed(event.value) for event in events]
         # The first event of an order is the one it is decided by.
-        causes: dict[str, ConsumedEvent] = {}
-        for order, event in zip(orders, events, strict=True):
-            causes.setdefault(order.order_id, event)
+        causes = Causes(events, [order.order_id for order in orders])
         await domain.decide_all(
-            PostgresDecisionStore(uow, topics, causes),
-            orders,
-            context_of=lambda order_id: traced(causes.get(order_id)),
+            PostgresDecisionStore(uow, topics, causes), orders, context_of=causes.traced
         )
 
     return {topics.order_placed: order_placed}

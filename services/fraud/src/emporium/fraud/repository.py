@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from emporium.fraud import domain, messages
 from emporium.fraud.topics import Topics
 from emporium.kit.db import UnitOfWork
-from emporium.kit.kafka import ConsumedEvent, traced
+from emporium.kit.kafka import Causes
 from emporium.kit.outbox import enqueue
 
 # One statement for all the decisions of a batch, in order: an order that has
@@ -40,11 +40,11 @@ class PostgresDecisionStore:
         self,
         connection: UnitOfWork,
         topics: Topics,
-        causes: Mapping[str, ConsumedEvent] | None = None,
+        causes: Causes | None = None,
     ) -> None:
         self._connection = connection
         self._topics = topics
-        self._causes = causes or {}
+        self._causes = causes or Causes()
 
     async def add_decisions(
         self, decided: Sequence[tuple[domain.PlacedOrder, domain.Decision]]
@@ -67,7 +67,7 @@ class PostgresDecisionStore:
         for order, decision in decided:
             if decision.event_id not in stored:
                 continue
-            with traced(self._causes.get(order.order_id)):
+            with self._causes.traced(order.order_id):
                 await enqueue(
                     self._connection,
                     topic=self._topics.fraud_decision_made,

@@ -20,12 +20,12 @@ from emporium.events.v1 import fraud_events_pb2
 from emporium.kit.db import UnitOfWork
 from emporium.kit.errors import describe_violations
 from emporium.kit.kafka import (
+    Causes,
     ConsumedEvent,
     Handler,
     PoisonMessage,
     batch_handler,
     parse_event,
-    traced,
 )
 from emporium.orders import domain, messages, metrics
 from emporium.orders.repository import PostgresOrderStatusStore
@@ -78,13 +78,11 @@ def handlers(topics: Topics) -> dict[str, Handler]:
     async def fraud_decision_made(events: Sequence[ConsumedEvent], uow: UnitOfWork) -> None:
         decisions = [decode_fraud_decision(event.value) for event in events]
         # The first decision of an order is the one it is changed by.
-        causes: dict[str, ConsumedEvent] = {}
-        for decision, event in zip(decisions, events, strict=True):
-            causes.setdefault(decision.order_id, event)
+        causes = Causes(events, [decision.order_id for decision in decisions])
         await domain.apply_fraud_decisions(
             TimedStatusStore(PostgresOrderStatusStore(uow, topics, causes)),
             decisions,
-            context_of=lambda order_id: traced(causes.get(order_id)),
+            context_of=causes.traced,
         )
 
     return {topics.fraud_decision_made: fraud_decision_made}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from emporium.kit.db import Database, UnitOfWork
-from emporium.kit.kafka import ConsumedEvent, traced
+from emporium.kit.kafka import Causes
 from emporium.kit.outbox import enqueue
 from emporium.orders import domain, messages, reservations
 from emporium.orders.topics import Topics
@@ -199,11 +199,11 @@ class PostgresOrderStatusStore:
         self,
         connection: UnitOfWork,
         topics: Topics,
-        causes: Mapping[str, ConsumedEvent] | None = None,
+        causes: Causes | None = None,
     ) -> None:
         self._connection = connection
         self._topics = topics
-        self._causes = causes or {}
+        self._causes = causes or Causes()
 
     async def get_for_update(self, order_ids: Sequence[str]) -> dict[str, domain.Order]:
         rows = await self._connection.fetch(_SELECT_ORDERS_FOR_UPDATE, list(order_ids))
@@ -228,7 +228,7 @@ class PostgresOrderStatusStore:
             [order.updated_at for order, _ in changes],
         )
         for order, event in changes:
-            with traced(self._causes.get(order.order_id)):
+            with self._causes.traced(order.order_id):
                 await enqueue(
                     self._connection,
                     topic=self._topics.order_status_changed,

@@ -4,7 +4,8 @@
   :func:`batch_handler` (a handler that takes a poll's events at once), the header names;
 * :mod:`.producer`: the idempotent :class:`EventProducer`;
 * :mod:`.consumer`: the batched, idempotent :class:`IdempotentConsumer`, and
-  :func:`traced` (a batch handler's work for one event, in that event's trace);
+  :func:`traced` (a batch handler's work for one event, in that event's trace) and
+  :class:`Causes` (each key's first event in a batch, to trace that key's work in);
 * :mod:`.ledger`: the ``processed_events`` ledger the consumer deduplicates with;
 * :mod:`.config`: the one mapping from ``KAFKA_*`` settings to librdkafka's;
 * :mod:`.retry`: the backoff shared with the outbox relay;
@@ -12,7 +13,7 @@
 """
 
 from emporium.kit.kafka.config import client_config
-from emporium.kit.kafka.consumer import IdempotentConsumer, traced
+from emporium.kit.kafka.consumer import Causes, IdempotentConsumer, traced
 from emporium.kit.kafka.events import (
     CONTENT_TYPE_HEADER,
     DLQ_SUFFIX,
@@ -39,6 +40,7 @@ __all__ = [
     "PROTOBUF_CONTENT_TYPE",
     "BatchApply",
     "BatchHandler",
+    "Causes",
     "ConsumedEvent",
     "Delivery",
     "EventProducer",

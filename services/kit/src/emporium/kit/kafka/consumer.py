@@ -68,7 +68,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -145,6 +145,29 @@ def traced(event: ConsumedEvent | None) -> Iterator[None]:
         return
     with trace.use_span(span, end_on_exit=False):
         yield
+
+
+class Causes:
+    """The event each key of a batch came from: the first of the batch's events naming it.
+
+    A batch handler builds one from its events and the key each is about (an
+    order id), gives it to the store that writes each key's outbox row, and
+    passes :meth:`traced` to the domain for each key's log lines, so all a
+    key's work continues its own event's trace::
+
+        causes = Causes(events, [order.order_id for order in orders])
+        with causes.traced(order_id):
+            await enqueue(uow, ...)  # the row carries that event's trace context
+    """
+
+    def __init__(self, events: Sequence[ConsumedEvent] = (), keys: Sequence[str] = ()) -> None:
+        self._first: dict[str, ConsumedEvent] = {}
+        for event, key in zip(events, keys, strict=True):
+            self._first.setdefault(key, event)
+
+    def traced(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Within the block, work belongs to ``key``'s event (see :func:`traced`)."""
+        return traced(self._first.get(key))
 
 
 class _Abandon(Exception):
