@@ -1,4 +1,4 @@
-"""Kafka settings, message parsing and retry timing, without a broker."""
+"""Kafka settings and message parsing, without a broker."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from emporium.kit.kafka import (
     EventProducer,
     IdempotentConsumer,
     PoisonMessage,
-    backoff_delay,
     batch_handler,
     client_config,
     dlq_topic,
@@ -153,12 +152,6 @@ def test_parse_event_decodes_or_says_the_message_is_poison() -> None:
     assert parse_event(OrderPlaced, placed.SerializeToString()) == placed
     with pytest.raises(PoisonMessage, match=r"^undecodable OrderPlaced: "):
         parse_event(OrderPlaced, b"\xff\xfenot protobuf")
-
-
-def test_backoff_grows_and_is_capped() -> None:
-    for attempt in range(1, 12):
-        delay = backoff_delay(attempt, base=0.2, cap=5.0)
-        assert 0.1 <= delay <= min(5.0, 0.2 * 2 ** (attempt - 1))
 
 
 def test_dead_letter_topic_name() -> None:

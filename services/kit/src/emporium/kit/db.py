@@ -46,7 +46,6 @@ Job) is::
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -65,18 +64,14 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from psycopg.rows import dict_row
 from psycopg.types.array import ListBinaryDumper
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_never,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, stop_never
 
 from emporium.kit import metrics
 from emporium.kit.config import DatabaseSettings, ServiceSettings, load_settings
 from emporium.kit.errors import Unavailable
 from emporium.kit.health import Check
 from emporium.kit.logging import configure_logging
+from emporium.kit.retry import retrying
 from emporium.kit.telemetry import instrument_database
 
 log = logging.getLogger(__name__)
@@ -162,29 +157,17 @@ def database_retry(
     on_retry: Callable[[BaseException, float], None] | None = None,
     sleep: Callable[[float], Awaitable[Any]] | None = None,
 ) -> AsyncRetrying:
-    """The kit's retry policy for database work: retryable errors only, jittered backoff.
+    """The kit's retry policy (:mod:`emporium.kit.retry`) for database work.
 
     ``async for attempt in database_retry(): with attempt: ...`` retries the
     block while it raises one of :data:`RETRYABLE_ERRORS` (or a connection
-    error), waiting ``initial`` doubling up to ``maximum`` seconds with full
+    error), waiting ``initial`` doubling up to ``maximum`` seconds with
     jitter; ``on_retry(error, wait)`` is told before each wait, and
     ``sleep`` (default :func:`asyncio.sleep`) waits, so a component can cut
     the wait short when it is stopped.
     """
-
-    def before_sleep(state: Any) -> None:
-        if on_retry is not None and state.outcome is not None:
-            error = state.outcome.exception()
-            if error is not None:
-                on_retry(error, state.next_action.sleep if state.next_action else 0.0)
-
-    return AsyncRetrying(
-        sleep=sleep or asyncio.sleep,
-        retry=retry_if_exception(is_retryable),
-        wait=wait_random_exponential(multiplier=initial, max=maximum),
-        stop=stop,
-        reraise=True,
-        before_sleep=before_sleep,
+    return retrying(
+        is_retryable, initial=initial, maximum=maximum, stop=stop, on_retry=on_retry, sleep=sleep
     )
 
 

@@ -66,7 +66,7 @@ from emporium.kit.kafka.events import (
     PROTOBUF_CONTENT_TYPE,
 )
 from emporium.kit.kafka.producer import Delivery, EventProducer, KafkaUnavailable
-from emporium.kit.kafka.retry import backoff_delay
+from emporium.kit.retry import retrying
 from emporium.kit.telemetry import extract_context, inject_headers
 
 log = logging.getLogger(__name__)
@@ -322,29 +322,36 @@ class OutboxRelay:
 
     async def _lead(self, session: Session) -> None:
         self.state = "publishing"
-        kafka_failures = 0
         while not self._stopping.is_set():
-            # Cleared before reading: a commit that wakes the relay while this
-            # batch is in flight makes the next wait return at once.
-            self._wake.clear()
-            try:
-                published = await self._publish_batch(session)
-            except KafkaUnavailable as error:
-                kafka_failures += 1
-                self.last_error = f"Kafka unavailable: {error}"
-                if self.state != "kafka_unavailable":
-                    log.error("Kafka unavailable; outbox rows kept", extra={"error": str(error)})
-                self.state = "kafka_unavailable"
-                await self._sleep(backoff_delay(kafka_failures, 0.5, self._max_backoff))
-                continue
-            if kafka_failures:
+            # Kafka being down keeps the rows and retries the batch (the kit's
+            # retry policy); stop() ends the wait and the loop.
+            async for attempt in retrying(
+                KafkaUnavailable,
+                initial=0.5,
+                maximum=self._max_backoff,
+                on_retry=self._kafka_down,
+                sleep=self._sleep,
+            ):
+                with attempt:
+                    if self._stopping.is_set():
+                        return
+                    # Cleared before reading: a commit that wakes the relay while
+                    # this batch is in flight makes the next wait return at once.
+                    self._wake.clear()
+                    published = await self._publish_batch(session)
+            if self.state == "kafka_unavailable":
                 log.info("Kafka is back; outbox publishing resumed")
-            kafka_failures = 0
             self.state = "publishing"
             self.last_error = None
             await self._cleanup(session)
             if published < self._batch_size:
                 await self._wait_for_work()
+
+    def _kafka_down(self, error: BaseException, _wait: float) -> None:
+        self.last_error = f"Kafka unavailable: {error}"
+        if self.state != "kafka_unavailable":
+            log.error("Kafka unavailable; outbox rows kept", extra={"error": str(error)})
+        self.state = "kafka_unavailable"
 
     # -- publishing --------------------------------------------------------
 

@@ -8,7 +8,6 @@
   :class:`Causes` (each key's first event in a batch, to trace that key's work in);
 * :mod:`.ledger`: the ``processed_events`` ledger the consumer deduplicates with;
 * :mod:`.config`: the one mapping from ``KAFKA_*`` settings to librdkafka's;
-* :mod:`.retry`: the backoff shared with the outbox relay;
 * :mod:`.bridge`: the thread that keeps librdkafka's waits off the event loop.
 """
 
@@ -30,7 +29,6 @@ from emporium.kit.kafka.events import (
     parse_event,
 )
 from emporium.kit.kafka.producer import Delivery, EventProducer, KafkaUnavailable
-from emporium.kit.kafka.retry import backoff_delay
 
 __all__ = [
     "CONTENT_TYPE_HEADER",
@@ -48,7 +46,6 @@ __all__ = [
     "IdempotentConsumer",
     "KafkaUnavailable",
     "PoisonMessage",
-    "backoff_delay",
     "batch_handler",
     "client_config",
     "dlq_topic",

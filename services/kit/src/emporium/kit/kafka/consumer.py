@@ -68,13 +68,14 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from tenacity import AsyncRetrying
 
 from emporium.kit import metrics, outbox
 from emporium.kit.config import KafkaSettings
@@ -92,7 +93,7 @@ from emporium.kit.kafka.events import (
 )
 from emporium.kit.kafka.ledger import Ledger
 from emporium.kit.kafka.producer import EventProducer, KafkaUnavailable
-from emporium.kit.kafka.retry import backoff_delay
+from emporium.kit.retry import Backoff, retrying
 from emporium.kit.telemetry import extract_context
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ class IdempotentConsumer:
         self._producer = producer
         self._ledger = Ledger(self.group_id)
         self.max_attempts = max_attempts or settings.kafka_max_delivery_attempts
-        self._retry_backoff = retry_backoff_seconds
+        self._backoff = Backoff(retry_backoff_seconds, max_backoff_seconds)
         self._max_backoff = max_backoff_seconds
         self._batch_size = batch_size
         self._commit_timeout = commit_timeout_seconds
@@ -328,35 +329,44 @@ class IdempotentConsumer:
         consumer = Consumer(self._config)
         self._thread = thread
         self.state = "connecting"
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                await thread.call(consumer.list_topics, None, 1.0)
-            except KafkaException as error:
-                self.last_error = f"{error.args[0].name()}: {error.args[0].str()}"
-                log.warning(
-                    "Kafka consumer cannot connect; retrying",
-                    extra={"group": self.group_id, "error": self.last_error, "retry_in_s": delay},
-                )
-                await self._sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-                continue
-            await thread.call(
-                consumer.subscribe,
-                self.topics,
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
+
+        def cannot_connect(error: BaseException, wait: float) -> None:
+            kafka_error = error.args[0] if error.args else error
+            self.last_error = (
+                f"{kafka_error.name()}: {kafka_error.str()}"
+                if isinstance(kafka_error, KafkaError)
+                else str(error)
             )
-            self._consumer = consumer
-            self.last_error = None
-            self.state = "running"
-            log.info(
-                "Kafka consumer started", extra={"group": self.group_id, "topics": self.topics}
+            log.warning(
+                "Kafka consumer cannot connect; retrying",
+                extra={
+                    "group": self.group_id,
+                    "error": self.last_error,
+                    "retry_in_s": round(wait, 3),
+                },
             )
+
+        try:
+            async for attempt in self._until_kafka_answers(KafkaException, cannot_connect):
+                with attempt:
+                    if self._stopping.is_set():
+                        raise _Abandon()
+                    await thread.call(consumer.list_topics, None, 1.0)
+        except _Abandon:
+            # Stopped before Kafka answered.
+            await self._close_client(consumer, thread)
             return
-        # Stopped before Kafka answered.
-        await self._close_client(consumer, thread)
+        await thread.call(
+            consumer.subscribe,
+            self.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._consumer = consumer
+        self.last_error = None
+        self.state = "running"
+        log.info("Kafka consumer started", extra={"group": self.group_id, "topics": self.topics})
 
     async def run(self) -> None:
         self._running = True
@@ -408,6 +418,23 @@ class IdempotentConsumer:
         except TimeoutError:
             return False
         return True
+
+    async def _sleep_or_abandon(self, seconds: float) -> None:
+        """Sleeps unless stop() is called first, which abandons the message in hand."""
+        if await self._sleep(seconds):
+            raise _Abandon()
+
+    def _until_kafka_answers(
+        self, errors: type[BaseException], on_retry: Callable[[BaseException, float], None]
+    ) -> AsyncRetrying:
+        """The kit's retry policy for a Kafka call: until it succeeds, or stop() abandons it."""
+        return retrying(
+            errors,
+            initial=0.5,
+            maximum=self._max_backoff,
+            on_retry=on_retry,
+            sleep=self._sleep_or_abandon,
+        )
 
     # -- the loop ----------------------------------------------------------
 
@@ -792,9 +819,7 @@ class IdempotentConsumer:
                     transient_failures += 1
                     if not database_up:
                         await self._wait_for_database(error)
-                    elif await self._sleep(
-                        backoff_delay(transient_failures, self._retry_backoff, self._max_backoff)
-                    ):
+                    elif await self._sleep(self._backoff(transient_failures)):
                         raise _Abandon() from error
                     continue
                 if attempt >= self.max_attempts:
@@ -807,7 +832,7 @@ class IdempotentConsumer:
                     await self._dead_letter(event, error, attempt)
                     span.set_status(Status(StatusCode.ERROR, f"dead-lettered after {attempt}"))
                     return "dead_lettered"
-                delay = backoff_delay(attempt, self._retry_backoff, self._max_backoff)
+                delay = self._backoff(attempt)
                 log.warning(
                     "handler failed; retrying",
                     extra={
@@ -845,16 +870,19 @@ class IdempotentConsumer:
         self.state = "waiting_for_database"
         self.last_error = f"database unavailable: {type(error).__name__}: {error}"
         log.error("database unavailable; consumption paused", extra={"error": self.last_error})
-        delay = 0.5
+        # The kit's retry policy paces the pings; the wait itself is an idle
+        # poll (at most 1 s, so the group hears from this member).
+        wait = Backoff(0.5, self._max_backoff)
+        attempt = 0
         try:
             while not await self._database_up():
                 if self._stopping.is_set():
                     raise _Abandon()
+                attempt += 1
                 if self._consumer is None:
-                    await self._sleep(delay)
+                    await self._sleep(wait(attempt))
                 else:
-                    await self._idle_poll(min(delay, 1.0))
-                delay = min(delay * 2, self._max_backoff)
+                    await self._idle_poll(min(wait(attempt), 1.0))
         finally:
             if self._consumer is not None and self._thread is not None:
                 with contextlib.suppress(KafkaException):
@@ -902,21 +930,18 @@ class IdempotentConsumer:
             "dlq-consumer-group": self.group_id,
             "dlq-failed-at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        delay = 0.5
-        while True:
-            try:
+
+        def cannot_publish(error: BaseException, wait: float) -> None:
+            log.warning(
+                "cannot publish to the dead-letter topic; retrying",
+                extra={**self._describe(event), "error": str(error), "retry_in_s": round(wait, 3)},
+            )
+
+        async for attempt in self._until_kafka_answers(KafkaUnavailable, cannot_publish):
+            with attempt:
                 await self._producer.send(
                     dlq_topic(event.topic), event.key or "", event.value, headers
                 )
-                break
-            except KafkaUnavailable as send_error:
-                log.warning(
-                    "cannot publish to the dead-letter topic; retrying",
-                    extra={**self._describe(event), "error": str(send_error)},
-                )
-                if await self._sleep(delay):
-                    raise _Abandon() from send_error
-                delay = min(delay * 2, self._max_backoff)
         log.error("message dead-lettered", extra={**self._describe(event), "attempts": attempts})
         # Remember it, so a redelivery (crash before the offset commit) is not
         # dead-lettered twice. Best effort: the DLQ copy already exists.
