@@ -436,11 +436,14 @@ def _copier(p: Plan) -> None:
     )
 
 
-def _run(*command: str, quiet: bool = False) -> None:
+def _run(*command: str, quiet: bool = False, hint: str = "") -> None:
     done = subprocess.run(command, cwd=ROOT, capture_output=quiet, text=True)
     if done.returncode:
         sys.stderr.write((done.stdout or "") + (done.stderr or ""))
-        raise SystemExit(f"new-service: {' '.join(command)} failed (exit {done.returncode})")
+        raise SystemExit(
+            f"new-service: {' '.join(command)} failed (exit {done.returncode})"
+            + (f"; {hint}" if hint else "")
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -473,7 +476,15 @@ def main(argv: list[str] | None = None) -> int:
     _edit_configuration(p)
     _edit_dockerfile(p)
     _edit_pyproject(p)
-    _run("uv", "lock", "--offline", "--quiet")
+    _run(
+        "uv",
+        "lock",
+        "--offline",
+        "--quiet",
+        hint="uv's cache lacks the package index data an offline lock needs: run "
+        "scripts/bootstrap.sh once with the network (it fetches it), remove what "
+        "this run wrote (git status lists it) and try again",
+    )
     # Imports sorted and code formatted as the project's linter wants them
     # (the order of imports depends on the service's name).
     generated = f"services/{p.name}"
