@@ -322,11 +322,12 @@ async def test_catalog_down_is_unavailable_and_writes_nothing(
         health = (await http.get(orders.admin_url + "/healthz")).json()
     assert health["breakers"]["catalog"]["state"] == "open"
     pending_before = await db.fetchval("SELECT count(*) FROM pending_reservations")
-    started = time.monotonic()
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await orders.stub.PlaceOrder(place_request(), timeout=5)
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert time.monotonic() - started < 0.1
+    # Failing fast is the breaker refusing the call before it leaves, not a
+    # wall-clock bound (which a loaded machine breaks).
+    assert "circuit breaker open" in (error.value.details() or "")
     assert await counts(db) == {"orders": 0, "lines": 0, "keys": 0, "outbox": 0}
     # The breaker refused the reservation before it left: nothing for the sweeper.
     assert await db.fetchval("SELECT count(*) FROM pending_reservations") == pending_before
