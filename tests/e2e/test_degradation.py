@@ -223,7 +223,11 @@ def test_orders_database_down(system: System, restore: list[str]) -> None:
     platform("start-postgres")
     restore.clear()
     ready_after = wait_until(lambda: system.ready("orders"), 10, what="orders ready again")
-    assert ready_after <= 5.0, f"/readyz came back {ready_after:.1f}s after recovery"
+    # Two passing health rounds (1 s apart) after the pool reconnects, whose
+    # attempt in flight when the server returns may take its full 2 s to give
+    # up: about 5 s at worst on an idle machine (3.9-4.4 s measured), 5.5 s
+    # seen on a loaded one.
+    assert ready_after <= 8.0, f"/readyz came back {ready_after:.1f}s after recovery"
     print(f"orders unready after {unready_after:.1f}s, ready {ready_after:.1f}s after recovery")
     assert time.monotonic() - stopped < 60
 
